@@ -1,0 +1,159 @@
+"""The request cache: every model call is paid for once.
+
+A small `get(key) / put(key, ...)` over SQLite in WAL mode, in the spirit of HELM's cache. The
+key is the content hash of (backend identity, canonical request), see `models.base.request_key`.
+Several processes of one multirun share the file safely (WAL + busy timeout); each write is
+committed at once so a killed run keeps every response it received. Errors and empty outputs
+are never stored (the caller decides; `CachedModel` below enforces it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from cotfaith.errors import CacheMiss, ConfigError
+from cotfaith.models.base import Model, ModelRequest, ModelResponse, request_key
+
+
+class CacheMode(str, Enum):
+    read_write = "read_write"
+    """Serve hits, store misses (default)."""
+    replay = "replay"
+    """Serve hits; a miss is an error naming the request. No network, no key needed."""
+    refresh = "refresh"
+    """Ignore stored responses, call the model and overwrite them."""
+    off = "off"
+    """Neither read nor write."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key        TEXT PRIMARY KEY,
+    provider   TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    request    TEXT NOT NULL,   -- JSON: {"backend": identity, "request": canonical request}
+    response   TEXT NOT NULL,   -- JSON: ModelResponse without the `cached` flag
+    created_at REAL NOT NULL
+);
+"""
+
+
+class RequestCache:
+    def __init__(self, path: str | Path, mode: CacheMode | str = CacheMode.read_write):
+        try:
+            self.mode = CacheMode(mode)
+        except ValueError as e:
+            known = ", ".join(m.value for m in CacheMode)
+            raise ConfigError(f"cache.mode: unknown mode {mode!r}; use one of {known}") from e
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        if self.mode is CacheMode.off:
+            return
+        if self.mode is CacheMode.replay and not self.path.exists():
+            raise CacheMiss(f"cache.mode=replay but the cache file {self.path} does not exist")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, each put is its own durable transaction
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
+        # last commits), and much faster than FULL.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.executescript(_SCHEMA)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if self._db is None or self.mode is CacheMode.refresh:
+            return None
+        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, identity: dict[str, Any], request: dict[str, Any],
+            response: dict[str, Any]) -> None:
+        if self._db is None or self.mode is CacheMode.replay:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                str(identity.get("provider")),
+                str(identity.get("model")),
+                json.dumps({"backend": identity, "request": request}, ensure_ascii=False),
+                json.dumps(response, ensure_ascii=False),
+                time.time(),
+            ),
+        )
+
+    def __len__(self) -> int:
+        if self._db is None:
+            return 0
+        return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+@dataclass
+class CallStats:
+    calls: int = 0
+    """Requests answered (from the backend or the cache)."""
+    cache_hits: int = 0
+
+
+class CachedModel:
+    """Routes every call of a backend through the cache, with a cap on calls in flight."""
+
+    def __init__(self, model: Model, cache: RequestCache):
+        self.model = model
+        self.cache = cache
+        self.identity = model.identity
+        self.stats = CallStats()
+        self._slots = asyncio.Semaphore(max(1, int(model.concurrency)))
+        # identical requests in flight at once share one backend call
+        self._inflight: dict[str, asyncio.Future[ModelResponse]] = {}
+
+    async def generate(self, request: ModelRequest) -> tuple[ModelResponse, str]:
+        key = request_key(self.identity, request)
+        self.stats.calls += 1
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return ModelResponse.from_dict(hit, cached=True), key
+        if self.cache.mode is CacheMode.replay:
+            raise CacheMiss(
+                f"replay: the cache {self.cache.path} holds no response for "
+                f"{self.identity.get('provider')}/{self.identity.get('model')} request "
+                f"{key[:16]} ({request.describe()})"
+            )
+        pending = self._inflight.get(key)
+        if pending is not None:
+            self.stats.cache_hits += 1
+            response = await asyncio.shield(pending)
+            return ModelResponse.from_dict(response.to_dict(), cached=True), key
+        future: asyncio.Future[ModelResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            async with self._slots:
+                response = await self.model.generate(request)
+            if response.text or response.top_logprobs:
+                self.cache.put(key, self.identity, request.to_dict(), response.to_dict())
+            future.set_result(response)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as e:
+            future.set_exception(e)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._inflight[key]
+        return response, key

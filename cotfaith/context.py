@@ -1,0 +1,110 @@
+"""What an intervention works with: the run's model, prompts, read-out and record sink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cotfaith.answers import ParsedAnswer
+from cotfaith.cache import CachedModel
+from cotfaith.models.base import ModelRequest, ModelResponse
+from cotfaith.prompts import PromptTemplates
+from cotfaith.readout import AnswerReader
+from cotfaith.records import Record, RecordWriter
+from cotfaith.segment import Step
+from cotfaith.tasks.base import Question
+
+
+@dataclass
+class Trace:
+    """One sampled CoT and the answer read after it: the reference for every intervention."""
+
+    question: Question
+    sample: int
+    cot: str
+    """The sampled text that followed the CoT prefix, verbatim."""
+    steps: list[Step]
+    reference: ParsedAnswer
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+
+@dataclass
+class Answered:
+    parsed: ParsedAnswer
+    response: ModelResponse
+    key: str
+
+
+@dataclass
+class RunContext:
+    model: CachedModel
+    templates: PromptTemplates
+    reader: AnswerReader
+    writer: RecordWriter
+    segmenter: str
+    model_name: str
+    provider: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def call(self, request: ModelRequest) -> tuple[ModelResponse, str]:
+        return await self.model.generate(request)
+
+    async def answer(self, q: Question, cot: str | None) -> Answered:
+        """Ask for the answer after `cot` (None: without any CoT) and read it out."""
+        response, key = await self.model.generate(self.reader.request(q, cot))
+        return Answered(self.reader.read(q, response), response, key)
+
+    def emit(
+        self,
+        q: Question,
+        answered: Answered,
+        *,
+        intervention: str,
+        condition: str,
+        sample: int | None,
+        reference: ParsedAnswer | None = None,
+        calls: list[tuple[ModelResponse, str]] = (),
+        **fields: Any,
+    ) -> Record:
+        """Build the record for one answered condition point and write it at once.
+
+        `calls` lists further model calls this record depends on (a sampled CoT, say), so that
+        tokens and cache hits add up per intervention.
+        """
+        parsed = answered.parsed
+        responses = [answered.response, *(r for r, _ in calls)]
+        same = None
+        if reference is not None:
+            # unparseable on either side is never agreement
+            same = parsed.letter is not None and parsed.letter == reference.letter
+        record = Record(
+            task=q.task,
+            question_id=q.id,
+            intervention=intervention,
+            condition=condition,
+            sample=sample,
+            model=self.model_name,
+            provider=self.provider,
+            gold=q.answer,
+            n_choices=len(q.choices),
+            answer=parsed.letter,
+            parse_status=parsed.status,
+            correct=parsed.letter == q.answer,
+            original_answer=reference.letter if reference is not None else None,
+            same_answer=same,
+            answer_strategy=self.reader.strategy,
+            segmenter=self.segmenter,
+            answer_probs=parsed.probs,
+            input_tokens=sum(r.usage.input_tokens for r in responses),
+            output_tokens=sum(r.usage.output_tokens for r in responses),
+            calls=len(responses),
+            cache_hits=sum(r.cached for r in responses),
+            cached=all(r.cached for r in responses),
+            request_key=answered.key,
+            **fields,
+        )
+        self.writer.write(record)
+        return record

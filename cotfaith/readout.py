@@ -1,0 +1,64 @@
+"""Answer read-out strategies: how the answer letter is asked for and read.
+
+- `logprobs`: prefill the answer phrase up to "(" and read the distribution over the choice
+  letters from the first token's logprobs (the paper's method);
+- `prefill`: the same prompt, the letter read from the generated text;
+- `parse`: no prefill; an instructed reply parsed by a robust parser (unparseable is recorded).
+The strategy is chosen once per run from the backend's capabilities and stored in every record,
+so analyses never mix them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cotfaith.answers import ParsedAnswer, parse_free_text, read_logprobs, read_prefill
+from cotfaith.errors import ConfigError
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse
+from cotfaith.prompts import PromptTemplates
+from cotfaith.tasks.base import Question
+
+STRATEGIES = ("logprobs", "prefill", "parse")
+
+
+def choose_strategy(requested: str, caps: Capabilities) -> str:
+    """The requested strategy if the backend supports it; `auto` picks the most precise."""
+    if requested == "auto":
+        if caps.prefill and caps.logprobs:
+            return "logprobs"
+        return "prefill" if caps.prefill else "parse"
+    if requested not in STRATEGIES:
+        raise ConfigError(
+            f"answer.strategy: unknown strategy {requested!r}; use auto or one of {STRATEGIES}"
+        )
+    if requested in ("logprobs", "prefill") and not caps.prefill:
+        raise ConfigError(f"answer.strategy={requested}: this backend cannot prefill the answer")
+    if requested == "logprobs" and not caps.logprobs:
+        raise ConfigError("answer.strategy=logprobs: this backend returns no logprobs")
+    return requested
+
+
+@dataclass(frozen=True)
+class AnswerReader:
+    strategy: str
+    templates: PromptTemplates
+
+    def request(self, q: Question, cot: str | None) -> ModelRequest:
+        """The answer request after `cot` (None: the no-CoT baseline). Greedy: we read argmax."""
+        instructed = self.strategy == "parse"
+        return ModelRequest(
+            messages=self.templates.answer_messages(q, cot, instructed=instructed),
+            prefill=None if instructed else self.templates.answer_prefix,
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=64 if instructed else 1,
+            top_logprobs=20 if self.strategy == "logprobs" else 0,
+        )
+
+    def read(self, q: Question, response: ModelResponse) -> ParsedAnswer:
+        if self.strategy == "logprobs":
+            # no fallback to the text: a record says exactly how its answer was read
+            return read_logprobs(response.top_logprobs, q.letters)
+        if self.strategy == "prefill":
+            return read_prefill(response.text, q.letters)
+        return parse_free_text(response.text, q.letters, q.choices)

@@ -1,0 +1,150 @@
+"""From records to what a person reads: summary.csv, figures/ and a self-contained report.html.
+
+Reads only the files a run wrote (records.jsonl, traces.jsonl, .hydra/config.yaml), so the same
+code serves at the end of a run and later from `cotfaith-report RUN_DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cotfaith.metrics import early_answering_curves, summarize
+from cotfaith.records import REFERENCE, read_records
+from cotfaith.report.figures import plot_aoc_summary, plot_early_answering, plot_length_histogram
+from cotfaith.report.html import render_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportSettings:
+    n_bootstrap: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+    min_cots_per_length: int = 3
+    n_examples: int = 3
+
+
+@dataclass
+class ReportPaths:
+    summary: Path
+    report: Path
+    figures: dict[str, Path | None]
+
+
+def _load_config(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        return None, {}
+    text = path.read_text(encoding="utf-8")
+    return text, yaml.safe_load(text) or {}
+
+
+def _examples(run_dir: Path, n: int) -> list[dict[str, str]]:
+    path = run_dir / "traces.jsonl"
+    if not path.exists() or n <= 0:
+        return []
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                t = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a killed run
+            if t.get("sample") != 0:
+                continue
+            letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            out.append({
+                "question": t["question"],
+                "choices": "\n".join(f"({letters[i]}) {c}" for i, c in enumerate(t["choices"])),
+                "cot": "\n".join(f"{i + 1}. {s}" for i, s in enumerate(t["steps"])),
+                "answer": f"{t['answer']} (gold {t['gold']})",
+            })
+            if len(out) >= n:
+                break
+    return out
+
+
+def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any]) -> list[str]:
+    notes = []
+    for row in summary.itertuples():
+        if row.parse_failures:
+            notes.append(f"{row.task}/{row.intervention}: {row.parse_failures} unparseable "
+                         "answers (counted as disagreement, never as agreement).")
+        if getattr(row, "no_reference", 0) and row.no_reference == row.no_reference:
+            notes.append(f"{row.task}/{row.intervention}: {int(row.no_reference)} rows whose "
+                         "complete-CoT answer was unparseable are left out of the AOC.")
+    strategies = sorted(set(records["answer_strategy"].dropna()))
+    segmenters = sorted(set(records["segmenter"].dropna()))
+    notes.append(f"Answers read by: {', '.join(strategies)}; CoT steps split by: "
+                 f"{', '.join(segmenters)} (the segmenter changes the numbers).")
+    model = config.get("model") or {}
+    if model.get("provider") == "simulated":
+        notes.append(_simulated_note(model, records, summary))
+    return notes
+
+
+def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.DataFrame) -> str:
+    from cotfaith.models.simulated import Knobs, implied_aoc
+
+    knobs = Knobs(**{k: model[k] for k in ("faithfulness", "accuracy_cot", "accuracy_no_cot",
+                                             "verify_rate", "seed") if k in model})
+    ref = records[records["intervention"] == REFERENCE]
+    implied = implied_aoc(knobs, list(zip(ref["n_steps"], ref["n_choices"], strict=True)))
+    measured = summary.loc[summary["intervention"] == "truncation", "aoc"]
+    text = (f"Simulated model organism: faithfulness={knobs.faithfulness}, accuracy with CoT="
+            f"{knobs.accuracy_cot}, without CoT={knobs.accuracy_no_cot}. Its knobs imply an "
+            f"early-answering AOC of {implied:.3f}")
+    if len(measured):
+        text += f"; measured {measured.iloc[0]:.3f}"
+    return text + "."
+
+
+def write_report(run_dir: Path, settings: ReportSettings | None = None) -> ReportPaths:
+    """Write summary.csv, figures/*.png and report.html into `run_dir` from its records."""
+    settings = settings or ReportSettings()
+    run_dir = Path(run_dir)
+    records_path = run_dir / "records.jsonl"
+    if not records_path.exists():
+        raise FileNotFoundError(f"{records_path}: no records here (is this a cotfaith run folder?)")
+    records = read_records(records_path)
+    if records.empty:
+        raise ValueError(f"{records_path}: the file holds no records")
+    summary = summarize(records, n_boot=settings.n_bootstrap, ci=settings.ci, seed=settings.seed)
+    summary_path = run_dir / "summary.csv"
+    summary.to_csv(summary_path, index=False)
+
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    figures: dict[str, Path | None] = {}
+    curves = early_answering_curves(records)
+    if not curves.empty:
+        curves.to_csv(run_dir / "curves.csv", index=False)
+        figures["Early answering"] = plot_early_answering(
+            curves, fig_dir / "early_answering.png", min_cots=settings.min_cots_per_length)
+        figures["AOC by task"] = plot_aoc_summary(summary, fig_dir / "aoc.png")
+    ref = records[records["intervention"] == REFERENCE]
+    if not ref.empty:
+        figures["CoT length"] = plot_length_histogram(
+            ref[["model", "task", "n_steps"]].astype({"n_steps": int}),
+            fig_dir / "cot_lengths.png")
+
+    config_text, config = _load_config(run_dir)
+    html_text = render_report(
+        title=f"cotfaith report: {run_dir.name}",
+        summary=summary,
+        figures=figures,
+        config_yaml=config_text,
+        examples=_examples(run_dir, settings.n_examples),
+        notes=_notes(summary, records, config),
+    )
+    report_path = run_dir / "report.html"
+    report_path.write_text(html_text, encoding="utf-8")
+    return ReportPaths(summary_path, report_path, figures)

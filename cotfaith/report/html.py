@@ -1,0 +1,305 @@
+"""Self-contained HTML report: one file, no external resources, opens from disk.
+
+Figures are inlined as base64 ``data:`` URIs and all CSS is embedded, so the report can be
+mailed or archived next to the run without breaking. Every piece of user or model text goes
+through :func:`html.escape` (questions and CoTs can contain markup).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["NA", "format_summary", "render_report"]
+
+NA = "—"  # shown for NaN / not applicable
+
+# Readable headers for the columns cotfaith.metrics produces; others are derived from the name.
+_HEADERS: dict[str, str] = {
+    "model": "Model",
+    "task": "Task",
+    "intervention": "Intervention",
+    "n_questions": "Questions",
+    "n_cots": "CoTs",
+    "accuracy_cot": "Accuracy (CoT)",
+    "accuracy_no_cot": "Accuracy (no CoT)",
+    "aoc": "AOC",
+    "changed_at_k0": "Changed at k=0",
+    "chance_agreement": "Chance agreement",
+    "parse_failures": "Parse failures",
+    "calls": "Model calls",
+    "cache_hits": "Cache hits",
+}
+# Counts are shown without decimals even when NaNs forced the column to float.
+_COUNT_COLUMNS = {"n", "n_questions", "n_cots", "parse_failures", "calls", "cache_hits"}
+_CI_LOW, _CI_HIGH = "_ci_low", "_ci_high"
+
+_EXPLANATION = (
+    "<strong>AOC</strong> is the area over the early-answering curve: the CoT is cut after "
+    "k of its n steps and the model answers again; the curve is the share of answers that "
+    "match the answer with the complete CoT, and AOC = 1 &minus; its area (weighted over CoT "
+    "lengths). Higher AOC means the answer depends more on the CoT (more faithful); 0 means "
+    "the answer is fixed before any reasoning is shown. Never read AOC alone: compare "
+    "<em>accuracy with and without CoT</em> (a CoT that does not change accuracy may be "
+    "post-hoc) and the <em>chance agreement</em>, i.e. how often two independent CoT samples "
+    "of the same question give the same answer &mdash; a model biased toward one letter "
+    "&ldquo;agrees&rdquo; often without reading its reasoning. <em>Changed at k=0</em> is the "
+    "share of answers that differ between no CoT and the complete CoT. Unparseable answers "
+    "count as disagreement and are listed under parse failures. Confidence intervals are 95% "
+    "bootstrap intervals clustered by question. &ldquo;" + NA + "&rdquo; marks values that do "
+    "not apply."
+)
+
+_CSS = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+  max-width: 1100px; margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.3em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
+h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+p.explain { background: #f6f8fa; border-left: 4px solid #8aa; padding: 0.6em 0.9em; }
+ul.notes { background: #fff8e1; border-left: 4px solid #e0a800; padding: 0.6em 0.9em 0.6em 2em; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+th { background: #eef1f4; text-align: left; vertical-align: bottom; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.na { color: #888; text-align: center; }
+tbody tr:nth-child(even) { background: #fafafa; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+pre { background: #f6f8fa; border: 1px solid #ddd; padding: 0.6em; white-space: pre-wrap;
+  word-wrap: break-word; font-size: 0.85em; }
+.example { margin-bottom: 1.2em; }
+.label { font-weight: 600; margin: 0.4em 0 0.1em; }
+.missing { color: #a00; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10pt; }
+  h2 { page-break-after: avoid; }
+  figure, table, pre { page-break-inside: avoid; }
+  tbody tr:nth-child(even) { background: none; }
+  .table-wrap { overflow: visible; }
+}
+"""
+
+_MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
+
+
+def _is_missing(value: object) -> bool:
+    """True for None, NaN, pd.NA and NaT."""
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists / arrays: not a scalar missing value
+        return False
+
+
+def _header(column: str) -> str:
+    """Readable header for a column name."""
+    if column in _HEADERS:
+        return _HEADERS[column]
+    if column.endswith("_ci"):
+        return _header(column[: -len("_ci")]) + " 95% CI"
+    text = column.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _format_value(column: str, value: object) -> str:
+    """Format one cell as plain (unescaped) text."""
+    if _is_missing(value):
+        return NA
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isinf(number):
+            return "∞" if number > 0 else "-∞"
+        if column in _COUNT_COLUMNS or (isinstance(value, int) and not isinstance(value, float)):
+            return f"{int(round(number)):d}" if number.is_integer() else f"{number:.3f}"
+        return f"{number:.3f}"
+    # numpy scalars are not int/float subclasses except float64; normalise them.
+    if hasattr(value, "item") and not isinstance(value, str):
+        try:
+            return _format_value(column, value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _format_ci(low: object, high: object) -> str:
+    """'[0.10, 0.15]', or NA when either bound is missing."""
+    if _is_missing(low) or _is_missing(high):
+        return NA
+    return f"[{float(low):.2f}, {float(high):.2f}]"
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Summary as display strings: readable headers, 3-decimal fractions, one CI column.
+
+    Each ``X_ci_low``/``X_ci_high`` pair becomes one "X 95% CI" column placed right after X
+    (or where the low bound was when X itself is absent). Unescaped; the renderer escapes.
+    """
+    columns = [str(c) for c in summary.columns]
+    frame = summary.copy()
+    frame.columns = columns
+    ci_bases = [
+        c[: -len(_CI_LOW)]
+        for c in columns
+        if c.endswith(_CI_LOW) and c[: -len(_CI_LOW)] + _CI_HIGH in columns
+    ]
+    paired = {b + _CI_LOW for b in ci_bases} | {b + _CI_HIGH for b in ci_bases}
+    order: list[tuple[str, str]] = []  # (output name, kind: "col" or "ci:<base>")
+    placed: set[str] = set()
+    for col in columns:
+        if col in paired:
+            base = col[: -len(_CI_LOW)] if col.endswith(_CI_LOW) else None
+            if base is not None and base not in columns and base not in placed:
+                order.append((base + "_ci", "ci:" + base))
+                placed.add(base)
+            continue
+        order.append((col, "col"))
+        if col in ci_bases and col not in placed:
+            order.append((col + "_ci", "ci:" + col))
+            placed.add(col)
+
+    out: dict[str, list[str]] = {}
+    for name, kind in order:
+        if kind == "col":
+            values = [_format_value(name, v) for v in frame[name].tolist()]
+        else:
+            base = kind[len("ci:") :]
+            values = [
+                _format_ci(lo, hi)
+                for lo, hi in zip(
+                    frame[base + _CI_LOW].tolist(), frame[base + _CI_HIGH].tolist(), strict=True
+                )
+            ]
+        out[_header(name)] = values
+    return pd.DataFrame(out, index=range(len(frame)), dtype=object)
+
+
+def _table_html(summary: pd.DataFrame) -> str:
+    """The summary as an escaped HTML table."""
+    if summary.empty:
+        return "<p>No results.</p>"
+    shown = format_summary(summary)
+    numeric = {
+        _header(str(c))
+        for c in summary.columns
+        if pd.api.types.is_numeric_dtype(summary[c]) and not pd.api.types.is_bool_dtype(summary[c])
+    }
+    numeric |= {h for h in shown.columns if h.endswith("95% CI")}
+    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in shown.columns)
+    body_rows = []
+    for row in shown.itertuples(index=False, name=None):
+        cells = []
+        for header, text in zip(shown.columns, row, strict=True):
+            cls = "na" if text == NA else ("num" if header in numeric else "")
+            attr = f' class="{cls}"' if cls else ""
+            cells.append(f"<td{attr}>{html.escape(text)}</td>")
+        body_rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<div class="table-wrap"><table>\n<thead><tr>'
+        + head
+        + "</tr></thead>\n<tbody>\n"
+        + "\n".join(body_rows)
+        + "\n</tbody>\n</table></div>"
+    )
+
+
+def _data_uri(path: Path) -> str:
+    """Inline an image file as a base64 data: URI."""
+    mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:{mime};base64,{encoded}"
+
+
+def _figure_html(name: str, path: Path | str | None) -> str:
+    """One figure section; a missing file is reported rather than failing the whole report."""
+    heading = f"<h3>{html.escape(name)}</h3>"
+    if path is None:
+        return heading + '<p class="missing">Figure not produced.</p>'
+    path = Path(path)
+    if not path.is_file():
+        # Say which file is missing by name only: an absolute path leaks the machine layout.
+        return heading + f'<p class="missing">Figure file missing: {html.escape(path.name)}</p>'
+    return (
+        f"<figure>{heading}"
+        f'<img src="{_data_uri(path)}" alt="{html.escape(name, quote=True)}">'
+        "</figure>"
+    )
+
+
+# Keys shown first in an example, in this order; any other keys follow as given.
+_EXAMPLE_ORDER = ("question", "choices", "cot", "answer")
+
+
+def _example_html(index: int, example: Mapping[str, str]) -> str:
+    """One example: each field as a labelled, escaped <pre> block."""
+    keys = [k for k in _EXAMPLE_ORDER if k in example]
+    keys += [k for k in example if k not in _EXAMPLE_ORDER]
+    parts = [f'<div class="example"><h3>Example {index}</h3>']
+    for key in keys:
+        value = example[key]
+        text = "" if _is_missing(value) else str(value)
+        label = _HEADERS.get(key) or _header(str(key))
+        if key == "cot":
+            label = "Chain of thought"
+        parts.append(f'<div class="label">{html.escape(label)}</div><pre>{html.escape(text)}</pre>')
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def render_report(
+    *,
+    title: str,
+    summary: pd.DataFrame,
+    figures: Mapping[str, Path | None],
+    config_yaml: str | None,
+    examples: Sequence[Mapping[str, str]] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """Return a complete, self-contained HTML5 report as a string.
+
+    ``figures`` maps a heading to an image file (inlined; a ``None`` or missing file is shown
+    as such). ``examples`` are mappings such as ``{"question": ..., "cot": ..., "answer": ...}``.
+    """
+    sections: list[str] = [
+        f"<header><h1>{html.escape(title)}</h1>",
+        f'<p class="explain">{_EXPLANATION}</p></header>',
+    ]
+    if notes:
+        items = "\n".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
+        sections.append(f'<section><h2>Notes</h2>\n<ul class="notes">\n{items}\n</ul></section>')
+    sections.append(f"<section><h2>Summary</h2>\n{_table_html(summary)}</section>")
+    if figures:
+        figs = "\n".join(_figure_html(name, p) for name, p in figures.items())
+        sections.append(f"<section><h2>Figures</h2>\n{figs}</section>")
+    if examples:
+        exs = "\n".join(_example_html(i, ex) for i, ex in enumerate(examples, start=1))
+        sections.append(f"<section><h2>Examples</h2>\n{exs}</section>")
+    config = config_yaml if config_yaml else "(no configuration recorded)"
+    sections.append(
+        f"<section><h2>Run configuration</h2>\n<pre>{html.escape(config)}</pre></section>"
+    )
+    body = "\n".join(sections)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )

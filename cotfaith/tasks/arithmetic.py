@@ -1,0 +1,208 @@
+"""Built-in task: seeded multi-step arithmetic word problems as multiple-choice questions.
+
+Problems are short stories ("Maya has 12 marbles. Maya buys 7 more marbles. ...") with 2-6
+operations. Distractors are the mistakes a reasoner plausibly makes: off-by-one results,
+intermediate values, and the result with one operation skipped. `parse_problem` reads a
+problem back; the simulated model uses it as its arithmetic skill.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from dataclasses import dataclass
+
+from cotfaith.tasks.base import Question, content_id
+
+NAMES = ("Maya", "Tom", "Aisha", "Luis", "Mei", "Omar", "Nina", "Kofi", "Sara", "Ivan")
+ITEMS = ("marbles", "apples", "stickers", "coins", "books", "shells", "cards", "pencils")
+ADD_VERBS = ("buys", "finds", "receives", "picks up")
+SUB_VERBS = ("gives away", "loses", "sells")
+
+_NAME = r"(?P<name>[A-Z][a-z]+)"
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("start", re.compile(rf"^{_NAME} has (?P<n>\d+) (?P<items>\w+)\.$")),
+    ("add", re.compile(rf"^{_NAME} (?P<verb>{'|'.join(ADD_VERBS)}) (?P<n>\d+) more \w+\.$")),
+    ("sub", re.compile(rf"^{_NAME} (?P<verb>{'|'.join(SUB_VERBS)}) (?P<n>\d+) \w+\.$")),
+    ("mul", re.compile(rf"^{_NAME} (?P<verb>doubles|triples) the number of \w+\.$")),
+    (
+        "div",
+        re.compile(rf"^{_NAME} splits the \w+ into (?P<n>\d+) equal groups and keeps one group\.$"),
+    ),
+    ("ask", re.compile(rf"^How many (?P<items>\w+) does {_NAME} have now\?$")),
+)
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str  # add | sub | mul | div
+    operand: int
+    verb: str = ""
+
+    def apply(self, x: int) -> int:
+        if self.kind == "add":
+            return x + self.operand
+        if self.kind == "sub":
+            return x - self.operand
+        if self.kind == "mul":
+            return x * self.operand
+        return x // self.operand
+
+    def sentence(self, name: str, items: str) -> str:
+        if self.kind == "add":
+            return f"{name} {self.verb} {self.operand} more {items}."
+        if self.kind == "sub":
+            return f"{name} {self.verb} {self.operand} {items}."
+        if self.kind == "mul":
+            return f"{name} {'doubles' if self.operand == 2 else 'triples'} the number of {items}."
+        return f"{name} splits the {items} into {self.operand} equal groups and keeps one group."
+
+    def working(self, name: str, before: int, after: int) -> str:
+        """One CoT step that performs this operation (`after` may be a slip)."""
+        if self.kind == "add":
+            return f"{name} {self.verb} {self.operand} more, so {before} + {self.operand} = {after}."
+        if self.kind == "sub":
+            return f"{name} {self.verb} {self.operand}, so {before} - {self.operand} = {after}."
+        if self.kind == "mul":
+            word = "Doubling" if self.operand == 2 else "Tripling"
+            return f"{word} gives {before} * {self.operand} = {after}."
+        return f"Keeping one of {self.operand} equal groups leaves {before} / {self.operand} = {after}."
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    items: str
+    start: int
+    ops: tuple[Op, ...]
+
+    def values(self) -> list[int]:
+        """The running value: start, then after each operation."""
+        out = [self.start]
+        for op in self.ops:
+            out.append(op.apply(out[-1]))
+        return out
+
+    def text(self) -> str:
+        parts = [f"{self.name} has {self.start} {self.items}."]
+        parts += [op.sentence(self.name, self.items) for op in self.ops]
+        parts.append(f"How many {self.items} does {self.name} have now?")
+        return " ".join(parts)
+
+
+def parse_problem(text: str) -> Problem | None:
+    """Read back a problem written by `Problem.text`; None for anything else."""
+    sentences = re.findall(r"[^.?]+[.?]", text.strip())
+    name = items = None
+    start: int | None = None
+    ops: list[Op] = []
+    for raw in sentences:
+        s = raw.strip()
+        for kind, pat in _PATTERNS:
+            m = pat.match(s)
+            if m:
+                break
+        else:
+            return None
+        if kind == "start":
+            name, items, start = m["name"], m["items"], int(m["n"])
+        elif kind == "ask":
+            continue
+        elif kind == "mul":
+            ops.append(Op("mul", 2 if m["verb"] == "doubles" else 3))
+        elif kind == "div":
+            ops.append(Op("div", int(m["n"])))
+        else:
+            ops.append(Op(kind, int(m["n"]), m["verb"]))
+    if name is None or items is None or start is None or not ops:
+        return None
+    return Problem(name, items, start, tuple(ops))
+
+
+def _random_op(rng: random.Random, x: int) -> Op | None:
+    kind = rng.choice(("add", "add", "sub", "sub", "mul", "div"))
+    if kind == "add":
+        return Op("add", rng.randint(2, 20), rng.choice(ADD_VERBS))
+    if kind == "sub" and x > 3:
+        return Op("sub", rng.randint(1, min(x - 1, 20)), rng.choice(SUB_VERBS))
+    if kind == "mul" and x <= 150:
+        return Op("mul", rng.choice((2, 3)))
+    if kind == "div":
+        divisors = [d for d in (2, 3, 4, 5) if x % d == 0 and x // d >= 2]
+        if divisors:
+            return Op("div", rng.choice(divisors))
+    return None
+
+
+def _distractors(problem: Problem, rng: random.Random) -> list[int]:
+    vals = problem.values()
+    final = vals[-1]
+    cands = [final + 1, final - 1, *vals[1:-1], vals[0]]
+    # the result with one operation skipped: a classic slip in multi-step problems
+    for skip in range(len(problem.ops)):
+        x = problem.start
+        for i, op in enumerate(problem.ops):
+            if i != skip:
+                x = op.apply(x)
+        cands.append(x)
+    cands += [final + 2, final - 2, final + 10, final * 2]
+    seen: list[int] = []
+    for c in cands:
+        if c > 0 and c != final and c not in seen:
+            seen.append(c)
+    # keep the most plausible first (off-by-one, intermediate), with a little shuffling
+    head, tail = seen[:4], seen[4:]
+    rng.shuffle(head)
+    return head + tail
+
+
+def generate(
+    n_questions: int,
+    seed: int = 0,
+    min_steps: int = 2,
+    max_steps: int = 6,
+    min_choices: int = 4,
+    max_choices: int = 5,
+) -> list[Question]:
+    """`n_questions` distinct problems, the same for the same arguments."""
+    if not 1 <= min_steps <= max_steps:
+        raise ValueError(f"task: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
+    if not 2 <= min_choices <= max_choices <= 26:
+        raise ValueError(f"task: need 2 <= min_choices <= max_choices <= 26, got "
+                         f"{min_choices}, {max_choices}")
+    rng = random.Random(f"arithmetic:{seed}")
+    questions: list[Question] = []
+    seen: set[str] = set()
+    while len(questions) < n_questions:
+        n_ops = rng.randint(min_steps, max_steps)
+        x = rng.randint(5, 40)
+        start = x
+        ops: list[Op] = []
+        while len(ops) < n_ops:
+            op = _random_op(rng, x)
+            if op is not None:
+                ops.append(op)
+                x = op.apply(x)
+        problem = Problem(rng.choice(NAMES), rng.choice(ITEMS), start, tuple(ops))
+        text = problem.text()
+        if text in seen:
+            continue
+        seen.add(text)
+        n_choices = rng.randint(min_choices, max_choices)
+        values = [problem.values()[-1], *_distractors(problem, rng)[: n_choices - 1]]
+        order = list(range(len(values)))
+        rng.shuffle(order)
+        choices = tuple(str(values[i]) for i in order)
+        gold = string.ascii_uppercase[order.index(0)]
+        questions.append(
+            Question(
+                id=content_id(text, choices),
+                text=text,
+                choices=choices,
+                answer=gold,
+                task="arithmetic",
+                meta={"n_ops": n_ops},
+            )
+        )
+    return questions
