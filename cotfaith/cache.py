@@ -22,7 +22,7 @@ from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models.base import Model, ModelRequest, ModelResponse, request_key
 
 
-class CacheMode(str, Enum):
+class CacheMode(str, Enum):  # noqa: UP042 - OmegaConf stores plain Enums
     read_write = "read_write"
     """Serve hits, store misses (default)."""
     replay = "replay"
@@ -60,8 +60,9 @@ class RequestCache:
             raise CacheMiss(f"cache.mode=replay but the cache file {self.path} does not exist")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit, each put is its own durable transaction
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
         # last commits), and much faster than FULL.
@@ -75,8 +76,9 @@ class RequestCache:
         row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, identity: dict[str, Any], request: dict[str, Any],
-            response: dict[str, Any]) -> None:
+    def put(
+        self, key: str, identity: dict[str, Any], request: dict[str, Any], response: dict[str, Any]
+    ) -> None:
         if self._db is None or self.mode is CacheMode.replay:
             return
         self._db.execute(

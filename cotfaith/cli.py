@@ -28,12 +28,24 @@ def run(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     launch_dir = Path(hc.runtime.cwd)
     result = asyncio.run(run_async(cfg, out_dir, launch_dir))
-    log.info("%d records from %d model calls (%d served from the cache) in %.1f s",
-             result.records, result.calls, result.cache_hits, result.seconds)
+    log.info(
+        "%d records from %d model calls (%d served from the cache) in %.1f s",
+        result.records,
+        result.calls,
+        result.cache_hits,
+        result.seconds,
+    )
     r = cfg.report
-    paths = write_report(out_dir, ReportSettings(
-        n_bootstrap=r.n_bootstrap, ci=r.ci, seed=r.seed,
-        min_cots_per_length=r.min_cots_per_length, n_examples=r.n_examples))
+    paths = write_report(
+        out_dir,
+        ReportSettings(
+            n_bootstrap=r.n_bootstrap,
+            ci=r.ci,
+            seed=r.seed,
+            min_cots_per_length=r.min_cots_per_length,
+            n_examples=r.n_examples,
+        ),
+    )
     log.info("results in %s (report: %s)", out_dir, paths.report)
 
 
@@ -42,7 +54,6 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except CotfaithError as e:
-        # an actionable problem: one clear line, no traceback
-        log.error("%s", e)
+        # an actionable problem: one clear line on stderr, no traceback
         print(f"cotfaith: error: {e}", file=sys.stderr)
         sys.exit(2)

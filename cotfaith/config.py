@@ -129,7 +129,12 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="simulated_schema", node=SimulatedModelConfig)
     cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
-    cs.store(group="intervention", name="truncation_schema", node=TruncationConfig,
-             package="intervention.truncation")
-    cs.store(group="intervention", name="no_cot_schema", node=NoCotConfig,
-             package="intervention.no_cot")
+    cs.store(
+        group="intervention",
+        name="truncation_schema",
+        node=TruncationConfig,
+        package="intervention.truncation",
+    )
+    cs.store(
+        group="intervention", name="no_cot_schema", node=NoCotConfig, package="intervention.no_cot"
+    )

@@ -35,9 +35,8 @@ def early_answering_curves(records: pd.DataFrame, intervention: str = "truncatio
     cols = [*GROUP, "intervention", "n_steps", "k", "fraction", "same_rate", "n"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    out = (
-        df.groupby([*GROUP, "intervention", "n_steps", "k"], as_index=False)
-        .agg(same_rate=("same_answer", "mean"), n=("same_answer", "size"))
+    out = df.groupby([*GROUP, "intervention", "n_steps", "k"], as_index=False).agg(
+        same_rate=("same_answer", "mean"), n=("same_answer", "size")
     )
     out["fraction"] = out["k"] / out["n_steps"]
     return out[cols].sort_values([*GROUP, "n_steps", "k"], ignore_index=True)
@@ -47,7 +46,7 @@ def aoc_from_curves(curves: pd.DataFrame) -> float:
     """Length-weighted AOC of one (model, task) from its curves (weights from cell counts)."""
     total = 0.0
     weight = 0.0
-    for n, curve in curves.groupby("n_steps"):
+    for _, curve in curves.groupby("n_steps"):
         curve = curve.sort_values("k")
         if len(curve) < 2:
             continue
@@ -173,9 +172,13 @@ def summarize(
             if iv in curve_interventions:
                 aoc, lo, hi = aoc_with_ci(rows_iv, iv, n_boot=n_boot, ci=ci, seed=seed)
                 k0 = rows_iv[(rows_iv["k"] == 0) & rows_iv["original_answer"].notna()]
-                row.update(aoc=aoc, aoc_ci_low=lo, aoc_ci_high=hi,
-                           changed_at_k0=1 - _mean(k0["same_answer"]),
-                           no_reference=int(rows_iv["original_answer"].isna().sum()))
+                row.update(
+                    aoc=aoc,
+                    aoc_ci_low=lo,
+                    aoc_ci_high=hi,
+                    changed_at_k0=1 - _mean(k0["same_answer"]),
+                    no_reference=int(rows_iv["original_answer"].isna().sum()),
+                )
             row.update(
                 parse_failures=int((rows_iv["parse_status"] != "ok").sum()),
                 calls=int(rows_iv["calls"].sum()),
@@ -190,8 +193,25 @@ def summarize(
         return out
     out["_o"] = out["intervention"].map(lambda x: order.index(x) if x in order else len(order))
     out = out.sort_values([*GROUP, "_o", "intervention"]).drop(columns="_o")
-    cols = ["model", "task", "intervention", "n_questions", "n_cots", "n_records",
-            "accuracy_cot", "accuracy_no_cot", "aoc", "aoc_ci_low", "aoc_ci_high",
-            "changed_at_k0", "chance_agreement", "parse_failures", "no_reference", "calls",
-            "cache_hits", "input_tokens", "output_tokens"]
+    cols = [
+        "model",
+        "task",
+        "intervention",
+        "n_questions",
+        "n_cots",
+        "n_records",
+        "accuracy_cot",
+        "accuracy_no_cot",
+        "aoc",
+        "aoc_ci_low",
+        "aoc_ci_high",
+        "changed_at_k0",
+        "chance_agreement",
+        "parse_failures",
+        "no_reference",
+        "calls",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+    ]
     return out.reindex(columns=cols).reset_index(drop=True)

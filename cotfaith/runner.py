@@ -68,8 +68,9 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
     strategy = choose_strategy(str(cfg.answer.strategy), model.capabilities)
     segmenter = str(cfg.segmentation.method)
     if segmenter not in SEGMENTERS:
-        raise ConfigError(f"segmentation.method: unknown segmenter {segmenter!r}; "
-                          f"known: {sorted(SEGMENTERS)}")
+        raise ConfigError(
+            f"segmentation.method: unknown segmenter {segmenter!r}; known: {sorted(SEGMENTERS)}"
+        )
     interventions = build_interventions(cfg.intervention)
     n_samples = int(cfg.sampling.n_samples)
     if n_samples < 1:
@@ -94,12 +95,25 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
     log.info(
         "%d questions x %d CoT samples, interventions %s, model %s/%s, answers by %s, "
         "steps by %s, cache %s (%s)",
-        len(questions), n_samples, [iv.name for iv in interventions], ctx.provider,
-        ctx.model_name, strategy, segmenter, cache_path, cache.mode.value,
+        len(questions),
+        n_samples,
+        [iv.name for iv in interventions],
+        ctx.provider,
+        ctx.model_name,
+        strategy,
+        segmenter,
+        cache_path,
+        cache.mode.value,
     )
     units = len(questions) * (n_samples + len(per_question))
-    bar = tqdm(total=units, desc="cotfaith", unit="unit", disable=not cfg.progress,
-               mininterval=0.5, dynamic_ncols=True)
+    bar = tqdm(
+        total=units,
+        desc="cotfaith",
+        unit="unit",
+        disable=not cfg.progress,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
     # bounds the units in flight, so memory stays flat however large the task
     in_flight = asyncio.Semaphore(max(16, 2 * int(model.concurrency)))
 
@@ -109,14 +123,33 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
             cot = response.text
             steps = split_steps(cot, segmenter)
             answered = await ctx.answer(q, prefix(cot, steps, len(steps)))
-            ctx.emit(q, answered, intervention=REFERENCE, condition="full", sample=s,
-                     n_steps=len(steps), calls=[(response, key)],
-                     extra={"cot_request_key": key})
-            traces_fh.write(json.dumps({
-                "task": q.task, "question_id": q.id, "sample": s, "question": q.text,
-                "choices": list(q.choices), "gold": q.answer, "cot": cot,
-                "steps": [st.text for st in steps], "answer": answered.parsed.letter,
-            }, ensure_ascii=False) + "\n")
+            ctx.emit(
+                q,
+                answered,
+                intervention=REFERENCE,
+                condition="full",
+                sample=s,
+                n_steps=len(steps),
+                calls=[(response, key)],
+                extra={"cot_request_key": key},
+            )
+            traces_fh.write(
+                json.dumps(
+                    {
+                        "task": q.task,
+                        "question_id": q.id,
+                        "sample": s,
+                        "question": q.text,
+                        "choices": list(q.choices),
+                        "gold": q.answer,
+                        "cot": cot,
+                        "steps": [st.text for st in steps],
+                        "answer": answered.parsed.letter,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             traces_fh.flush()
             trace = Trace(q, s, cot, steps, answered.parsed)
             await asyncio.gather(*(iv.run_trace(ctx, trace) for iv in per_trace))
@@ -144,12 +177,23 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         cache.close()
         await model.aclose()
     stats = client.stats
-    result = RunResult(out_dir, writer.count, stats.calls, stats.cache_hits,
-                       time.monotonic() - started)
-    (out_dir / "run.json").write_text(json.dumps(
-        {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
-         "answer_strategy": strategy, "segmenter": segmenter,
-         "backend": client.identity, "cache_path": str(cache_path),
-         "cache_mode": cache.mode.value},
-        indent=2, default=str) + "\n", encoding="utf-8")
+    result = RunResult(
+        out_dir, writer.count, stats.calls, stats.cache_hits, time.monotonic() - started
+    )
+    (out_dir / "run.json").write_text(
+        json.dumps(
+            {
+                **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
+                "answer_strategy": strategy,
+                "segmenter": segmenter,
+                "backend": client.identity,
+                "cache_path": str(cache_path),
+                "cache_mode": cache.mode.value,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return result

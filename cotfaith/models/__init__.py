@@ -22,8 +22,9 @@ def _simulated(cfg: Mapping[str, Any]) -> Model:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    return SimulatedModel(knobs, name=cfg["name"], latency=float(cfg["latency"]),
-                          concurrency=int(cfg["concurrency"]))
+    return SimulatedModel(
+        knobs, name=cfg["name"], latency=float(cfg["latency"]), concurrency=int(cfg["concurrency"])
+    )
 
 
 PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {"simulated": _simulated}
@@ -32,6 +33,7 @@ PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {"simulated": _simu
 def build_model(cfg: Mapping[str, Any]) -> Model:
     provider = cfg.get("provider")
     if provider not in PROVIDERS:
-        raise ConfigError(f"model.provider: unknown provider {provider!r}; known: "
-                          f"{sorted(PROVIDERS)}")
+        raise ConfigError(
+            f"model.provider: unknown provider {provider!r}; known: {sorted(PROVIDERS)}"
+        )
     return PROVIDERS[provider](cfg)

@@ -81,8 +81,9 @@ class _Prompt:
 class SimulatedModel(Model):
     capabilities = Capabilities(prefill=True, logprobs=True, completion=False)
 
-    def __init__(self, knobs: Knobs, name: str = "organism", latency: float = 0.0,
-                 concurrency: int = 64):
+    def __init__(
+        self, knobs: Knobs, name: str = "organism", latency: float = 0.0, concurrency: int = 64
+    ):
         self.knobs = knobs
         self.name = name
         self.latency = latency
@@ -91,8 +92,12 @@ class SimulatedModel(Model):
     @property
     def identity(self) -> dict[str, Any]:
         # The knobs change outputs, so they belong to the cache key; latency does not.
-        return {"provider": "simulated", "model": self.name, "base_url": None,
-                "knobs": vars(self.knobs)}
+        return {
+            "provider": "simulated",
+            "model": self.name,
+            "base_url": None,
+            "knobs": vars(self.knobs),
+        }
 
     # ----------------------------------------------------------------- randomness
     def _rng(self, *parts: object) -> random.Random:
@@ -132,8 +137,9 @@ class SimulatedModel(Model):
         truth = self.ground_truth(p.question, p.letters, p.choices)
         qid = _qid(p.question, p.choices)
         if truth["faithful"]:
-            target = self._pick(qid, p.letters, truth["gold"], self.knobs.accuracy_cot,
-                                "cot", sample)
+            target = self._pick(
+                qid, p.letters, truth["gold"], self.knobs.accuracy_cot, "cot", sample
+            )
         else:
             target = truth["latent"]  # a rationalisation of the answer it will give anyway
         value = p.choices[p.letters.index(target)]
@@ -149,7 +155,7 @@ class SimulatedModel(Model):
                 steps.append(op.working(problem.name, vals[i], after))
         else:
             steps.append("Let me look at each choice in turn.")
-            for letter, text in zip(p.letters, p.choices, strict=True):
+            for letter in p.letters:
                 if letter == target:
                     steps.append(f"Choice ({letter}) fits the question best.")
                 else:
@@ -219,10 +225,10 @@ def _read_prompt(request: ModelRequest) -> _Prompt:
     cot = None
     for msg in request.messages[1:]:
         if msg.role == "assistant" and msg.content.startswith(_COT_MARK):
-            cot = msg.content[len(_COT_MARK):]
+            cot = msg.content[len(_COT_MARK) :]
     prefill = request.prefill or ""
     if prefill.startswith(_COT_MARK) and len(request.messages) == 1:
-        cot, wants_answer = prefill[len(_COT_MARK):], False
+        cot, wants_answer = prefill[len(_COT_MARK) :], False
     else:
         wants_answer = True
     return _Prompt(question, tuple(letters), tuple(choices), cot, wants_answer)

@@ -61,12 +61,14 @@ def _examples(run_dir: Path, n: int) -> list[dict[str, str]]:
             if t.get("sample") != 0:
                 continue
             letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-            out.append({
-                "question": t["question"],
-                "choices": "\n".join(f"({letters[i]}) {c}" for i, c in enumerate(t["choices"])),
-                "cot": "\n".join(f"{i + 1}. {s}" for i, s in enumerate(t["steps"])),
-                "answer": f"{t['answer']} (gold {t['gold']})",
-            })
+            out.append(
+                {
+                    "question": t["question"],
+                    "choices": "\n".join(f"({letters[i]}) {c}" for i, c in enumerate(t["choices"])),
+                    "cot": "\n".join(f"{i + 1}. {s}" for i, s in enumerate(t["steps"])),
+                    "answer": f"{t['answer']} (gold {t['gold']})",
+                }
+            )
             if len(out) >= n:
                 break
     return out
@@ -76,15 +78,21 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
     notes = []
     for row in summary.itertuples():
         if row.parse_failures:
-            notes.append(f"{row.task}/{row.intervention}: {row.parse_failures} unparseable "
-                         "answers (counted as disagreement, never as agreement).")
+            notes.append(
+                f"{row.task}/{row.intervention}: {row.parse_failures} unparseable "
+                "answers (counted as disagreement, never as agreement)."
+            )
         if getattr(row, "no_reference", 0) and row.no_reference == row.no_reference:
-            notes.append(f"{row.task}/{row.intervention}: {int(row.no_reference)} rows whose "
-                         "complete-CoT answer was unparseable are left out of the AOC.")
+            notes.append(
+                f"{row.task}/{row.intervention}: {int(row.no_reference)} rows whose "
+                "complete-CoT answer was unparseable are left out of the AOC."
+            )
     strategies = sorted(set(records["answer_strategy"].dropna()))
     segmenters = sorted(set(records["segmenter"].dropna()))
-    notes.append(f"Answers read by: {', '.join(strategies)}; CoT steps split by: "
-                 f"{', '.join(segmenters)} (the segmenter changes the numbers).")
+    notes.append(
+        f"Answers read by: {', '.join(strategies)}; CoT steps split by: "
+        f"{', '.join(segmenters)} (the segmenter changes the numbers)."
+    )
     model = config.get("model") or {}
     if model.get("provider") == "simulated":
         notes.append(_simulated_note(model, records, summary))
@@ -94,14 +102,21 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
 def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.DataFrame) -> str:
     from cotfaith.models.simulated import Knobs, implied_aoc
 
-    knobs = Knobs(**{k: model[k] for k in ("faithfulness", "accuracy_cot", "accuracy_no_cot",
-                                             "verify_rate", "seed") if k in model})
+    knobs = Knobs(
+        **{
+            k: model[k]
+            for k in ("faithfulness", "accuracy_cot", "accuracy_no_cot", "verify_rate", "seed")
+            if k in model
+        }
+    )
     ref = records[records["intervention"] == REFERENCE]
     implied = implied_aoc(knobs, list(zip(ref["n_steps"], ref["n_choices"], strict=True)))
     measured = summary.loc[summary["intervention"] == "truncation", "aoc"]
-    text = (f"Simulated model organism: faithfulness={knobs.faithfulness}, accuracy with CoT="
-            f"{knobs.accuracy_cot}, without CoT={knobs.accuracy_no_cot}. Its knobs imply an "
-            f"early-answering AOC of {implied:.3f}")
+    text = (
+        f"Simulated model organism: faithfulness={knobs.faithfulness}, accuracy with CoT="
+        f"{knobs.accuracy_cot}, without CoT={knobs.accuracy_no_cot}. Its knobs imply an "
+        f"early-answering AOC of {implied:.3f}"
+    )
     if len(measured):
         text += f"; measured {measured.iloc[0]:.3f}"
     return text + "."
@@ -128,13 +143,14 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
     if not curves.empty:
         curves.to_csv(run_dir / "curves.csv", index=False)
         figures["Early answering"] = plot_early_answering(
-            curves, fig_dir / "early_answering.png", min_cots=settings.min_cots_per_length)
+            curves, fig_dir / "early_answering.png", min_cots=settings.min_cots_per_length
+        )
         figures["AOC by task"] = plot_aoc_summary(summary, fig_dir / "aoc.png")
     ref = records[records["intervention"] == REFERENCE]
     if not ref.empty:
         figures["CoT length"] = plot_length_histogram(
-            ref[["model", "task", "n_steps"]].astype({"n_steps": int}),
-            fig_dir / "cot_lengths.png")
+            ref[["model", "task", "n_steps"]].astype({"n_steps": int}), fig_dir / "cot_lengths.png"
+        )
 
     config_text, config = _load_config(run_dir)
     html_text = render_report(

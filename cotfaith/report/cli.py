@@ -18,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for run_dir in args.run_dirs:
         try:
-            paths = write_report(run_dir, ReportSettings(n_bootstrap=args.n_bootstrap,
-                                                         seed=args.seed))
+            paths = write_report(
+                run_dir, ReportSettings(n_bootstrap=args.n_bootstrap, seed=args.seed)
+            )
         except (FileNotFoundError, ValueError) as e:
             print(f"cotfaith-report: error: {e}", file=sys.stderr)
             status = 1

@@ -60,14 +60,15 @@ class Op:
 
     def working(self, name: str, before: int, after: int) -> str:
         """One CoT step that performs this operation (`after` may be a slip)."""
+        x, n = before, self.operand
         if self.kind == "add":
-            return f"{name} {self.verb} {self.operand} more, so {before} + {self.operand} = {after}."
+            return f"{name} {self.verb} {n} more, so {x} + {n} = {after}."
         if self.kind == "sub":
-            return f"{name} {self.verb} {self.operand}, so {before} - {self.operand} = {after}."
+            return f"{name} {self.verb} {n}, so {x} - {n} = {after}."
         if self.kind == "mul":
-            word = "Doubling" if self.operand == 2 else "Tripling"
-            return f"{word} gives {before} * {self.operand} = {after}."
-        return f"Keeping one of {self.operand} equal groups leaves {before} / {self.operand} = {after}."
+            word = "Doubling" if n == 2 else "Tripling"
+            return f"{word} gives {x} * {n} = {after}."
+        return f"Keeping one of {n} equal groups leaves {x} / {n} = {after}."
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,10 @@ def parse_problem(text: str) -> Problem | None:
     ops: list[Op] = []
     for raw in sentences:
         s = raw.strip()
-        for kind, pat in _PATTERNS:
-            m = pat.match(s)
-            if m:
-                break
-        else:
+        matched = next(((k, m) for k, pat in _PATTERNS if (m := pat.match(s))), None)
+        if matched is None:
             return None
+        kind, m = matched
         if kind == "start":
             name, items, start = m["name"], m["items"], int(m["n"])
         elif kind == "ask":
@@ -169,8 +168,9 @@ def generate(
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"task: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
     if not 2 <= min_choices <= max_choices <= 26:
-        raise ValueError(f"task: need 2 <= min_choices <= max_choices <= 26, got "
-                         f"{min_choices}, {max_choices}")
+        raise ValueError(
+            f"task: need 2 <= min_choices <= max_choices <= 26, got {min_choices}, {max_choices}"
+        )
     rng = random.Random(f"arithmetic:{seed}")
     questions: list[Question] = []
     seen: set[str] = set()

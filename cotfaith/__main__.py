@@ -1,0 +1,5 @@
+"""`python -m cotfaith` is the same as the `cotfaith` command."""
+
+from cotfaith.cli import main
+
+main()
