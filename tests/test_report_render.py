@@ -129,7 +129,7 @@ def test_format_summary(summary: pd.DataFrame) -> None:
     assert cols.index("AOC 95% CI") == cols.index("AOC") + 1
     assert not any("ci low" in c.lower() or "ci high" in c.lower() for c in cols)
     assert shown.loc[0, "AOC"] == "0.431"
-    assert shown.loc[0, "AOC 95% CI"] == "[0.10, 0.15]"
+    assert shown.loc[0, "AOC 95% CI"] == "[0.100, 0.150]"
     assert shown.loc[1, "AOC 95% CI"] == NA
     assert shown.loc[1, "CoTs"] == NA
     assert shown.loc[0, "CoTs"] == "27"  # count stays an integer though NaN made it float
@@ -168,7 +168,7 @@ def test_render_report(
     assert "&lt;b&gt;not bold&lt;/b&gt;" in page
     assert "&lt;unparsed&gt;" in page
     assert NA in page
-    assert "[0.10, 0.15]" in page and "[0.01, 0.09]" in page
+    assert "[0.100, 0.150]" in page and "[0.010, 0.090]" in page
     assert "Accuracy (no CoT)" in page and "Chance agreement" in page
     (tmp_path / "report.html").write_text(page, encoding="utf-8")
 

@@ -154,7 +154,7 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
 
     config_text, config = _load_config(run_dir)
     html_text = render_report(
-        title=f"cotfaith report: {run_dir.name}",
+        title=f"cotfaith report: {run_dir.parent.name}/{run_dir.name}",
         summary=summary,
         figures=figures,
         config_yaml=config_text,

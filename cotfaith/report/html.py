@@ -36,7 +36,18 @@ _HEADERS: dict[str, str] = {
     "cache_hits": "Cache hits",
 }
 # Counts are shown without decimals even when NaNs forced the column to float.
-_COUNT_COLUMNS = {"n", "n_questions", "n_cots", "parse_failures", "calls", "cache_hits"}
+_COUNT_COLUMNS = {
+    "n",
+    "n_questions",
+    "n_cots",
+    "n_records",
+    "parse_failures",
+    "no_reference",
+    "calls",
+    "cache_hits",
+    "input_tokens",
+    "output_tokens",
+}
 _CI_LOW, _CI_HIGH = "_ci_low", "_ci_high"
 
 _EXPLANATION = (
@@ -140,10 +151,10 @@ def _format_value(column: str, value: object) -> str:
 
 
 def _format_ci(low: object, high: object) -> str:
-    """'[0.10, 0.15]', or NA when either bound is missing."""
+    """'[0.100, 0.150]' (as many decimals as the estimate), or NA when a bound is missing."""
     if _is_missing(low) or _is_missing(high):
         return NA
-    return f"[{float(low):.2f}, {float(high):.2f}]"
+    return f"[{float(low):.3f}, {float(high):.3f}]"
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
