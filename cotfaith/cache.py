@@ -63,12 +63,26 @@ class RequestCache:
         self._db = sqlite3.connect(
             self.path, timeout=60, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
         # last commits), and much faster than FULL.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=60000")
         self._db.executescript(_SCHEMA)
+
+    def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite reports "locked" at
+        # once rather than waiting out the busy timeout, so the jobs of a multirun that start
+        # together would crash here. Retry with a short backoff instead.
+        assert self._db is not None
+        for attempt in range(300):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 299:
+                    raise
+                time.sleep(0.01 * (1 + attempt % 10))
 
     def get(self, key: str) -> dict[str, Any] | None:
         if self._db is None or self.mode is CacheMode.refresh:

@@ -135,7 +135,7 @@ def chance_agreement(records: pd.DataFrame) -> float:
             1
             for i in range(m)
             for j in range(i + 1, m)
-            if answers[i] is not None and answers[i] == answers[j]
+            if pd.notna(answers[i]) and answers[i] == answers[j]
         )
         rates.append(agree / (m * (m - 1) / 2))
     return float(np.mean(rates)) if rates else float("nan")

@@ -70,6 +70,13 @@ def load_templates(path: str | Path | None) -> PromptTemplates:
         raise ConfigError(f"prompts.path: template file {path} does not exist") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"prompts.path: {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of template names to text, got a {type(data).__name__}"
+        )
+    empty = sorted(k for k, v in data.items() if v is None)
+    if empty:
+        raise ConfigError(f"{path}: template(s) {empty} have no value")
     known = {f.name for f in fields(PromptTemplates)}
     unknown = sorted(set(data) - known)
     if unknown:

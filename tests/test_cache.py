@@ -29,9 +29,17 @@ class BackendError(RuntimeError):
 class CountingBackend(Model):
     """Echoes the last turn; counts calls; can fail, return nothing, or be slow."""
 
-    def __init__(self, name: str = "fake-1", base_url: str | None = "http://a.example/v1",
-                 knob: float = 0.5, *, fail: bool = False, empty: bool = False,
-                 latency: float = 0.0, tag: str = ""):
+    def __init__(
+        self,
+        name: str = "fake-1",
+        base_url: str | None = "http://a.example/v1",
+        knob: float = 0.5,
+        *,
+        fail: bool = False,
+        empty: bool = False,
+        latency: float = 0.0,
+        tag: str = "",
+    ):
         self.name = name
         self.base_url = base_url
         self.knob = knob
@@ -44,8 +52,12 @@ class CountingBackend(Model):
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"provider": "fake", "model": self.name, "base_url": self.base_url,
-                "knob": self.knob}
+        return {
+            "provider": "fake",
+            "model": self.name,
+            "base_url": self.base_url,
+            "knob": self.knob,
+        }
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
         self.calls += 1
@@ -56,8 +68,9 @@ class CountingBackend(Model):
         if self.empty:
             return ModelResponse(text="", top_logprobs=None, finish_reason="stop")
         last = request.messages[-1].content
-        return ModelResponse(text=f"{self.tag}echo[{request.sample_index}]:{last}",
-                             finish_reason="stop")
+        return ModelResponse(
+            text=f"{self.tag}echo[{request.sample_index}]:{last}", finish_reason="stop"
+        )
 
 
 def req(text: str = "What is 2 + 2?", **kw: Any) -> ModelRequest:
@@ -71,7 +84,8 @@ def run(coro):
 def rows(path: Path) -> list[tuple]:
     con = sqlite3.connect(path)
     try:
-        return con.execute("SELECT key, provider, model, request, response FROM responses").fetchall()
+        sql = "SELECT key, provider, model, request, response FROM responses ORDER BY key"
+        return con.execute(sql).fetchall()
     finally:
         con.close()
 
@@ -131,8 +145,14 @@ def test_stored_row_has_readable_json_columns(tmp_path):
     path = tmp_path / "cache.sqlite"
     backend = CountingBackend(name="fake-json")
     cache = RequestCache(path)
-    r = req("Grüße, 東京", temperature=0.8, top_p=0.95, max_tokens=7, sample_index=3,
-            prefill="Let's think")
+    r = req(
+        "Grüße, 東京",
+        temperature=0.8,
+        top_p=0.95,
+        max_tokens=7,
+        sample_index=3,
+        prefill="Let's think",
+    )
     resp, key = run(CachedModel(backend, cache).generate(r))
     cache.close()
 
@@ -213,8 +233,12 @@ def test_replay_never_writes(tmp_path):
     with pytest.raises(CacheMiss):
         run(cm.generate(req("not stored")))
     # a direct put is ignored too
-    cache.put("k" * 64, {"provider": "x", "model": "y"}, req("x").to_dict(),
-              ModelResponse(text="zzz").to_dict())
+    cache.put(
+        "k" * 64,
+        {"provider": "x", "model": "y"},
+        req("x").to_dict(),
+        ModelResponse(text="zzz").to_dict(),
+    )
     assert len(cache) == 1
     cache.close()
 
@@ -349,10 +373,12 @@ BASE = ModelRequest(
 BASE_ID = {"provider": "fake", "model": "m-1", "base_url": "http://a.example/v1", "knob": 0.5}
 
 REQUEST_VARIANTS = {
-    "messages": replace(BASE, messages=(Message("system", "Be brief."),
-                                        Message("user", "Question: 1+2?"))),
-    "role": replace(BASE, messages=(Message("user", "Be brief."),
-                                    Message("user", "Question: 1+1?"))),
+    "messages": replace(
+        BASE, messages=(Message("system", "Be brief."), Message("user", "Question: 1+2?"))
+    ),
+    "role": replace(
+        BASE, messages=(Message("user", "Be brief."), Message("user", "Question: 1+1?"))
+    ),
     "prefill": replace(BASE, prefill="Let's think:"),
     "no_prefill": replace(BASE, prefill=None),
     "temperature": replace(BASE, temperature=0.7),
@@ -426,8 +452,9 @@ def test_identical_concurrent_requests_call_the_backend_once(tmp_path):
     cm = CachedModel(backend, cache)
 
     async def main():
-        return await asyncio.gather(*(cm.generate(req("same")) for _ in range(10)),
-                                    cm.generate(req("other")))
+        return await asyncio.gather(
+            *(cm.generate(req("same")) for _ in range(10)), cm.generate(req("other"))
+        )
 
     results = run(main())
     assert backend.calls == 2
@@ -445,8 +472,9 @@ def test_concurrent_identical_requests_all_see_a_backend_error(tmp_path):
     cm = CachedModel(backend, cache)
 
     async def main():
-        return await asyncio.gather(*(cm.generate(req("same")) for _ in range(4)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(cm.generate(req("same")) for _ in range(4)), return_exceptions=True
+        )
 
     results = run(main())
     assert backend.calls == 1
@@ -467,9 +495,12 @@ def _writer(path: str, index: int, barrier) -> None:
         cache = RequestCache(path)
         for j in range(index * STRIDE, index * STRIDE + PUTS):
             key = f"key-{j:05d}"
-            cache.put(key, {"provider": "fake", "model": "m"},
-                      req(f"prompt {j}").to_dict(),
-                      ModelResponse(text=f"from {index}: {j}").to_dict())
+            cache.put(
+                key,
+                {"provider": "fake", "model": "m"},
+                req(f"prompt {j}").to_dict(),
+                ModelResponse(text=f"from {index}: {j}").to_dict(),
+            )
         cache.close()
     except Exception as e:  # report the error text through the exit status
         sys.exit(f"{type(e).__name__}: {e}")
@@ -519,11 +550,6 @@ def _opener(folder: str, barrier) -> None:
         sys.exit(f"{len(errors)} failed opens, first: {errors[0]}")
 
 
-@pytest.mark.xfail(
-    reason="BUG: cache.py:65 `PRAGMA journal_mode=WAL` on a new file raises 'database is "
-    "locked' at once (busy timeout not applied) when several processes create the cache together",
-    strict=True,
-)
 def test_several_processes_create_one_new_file_at_once(tmp_path):
     codes = _run_procs(_opener, lambda i: (str(tmp_path),))
     assert codes == [0] * N_PROCS, f"opening processes failed (exit codes {codes}, see stderr)"

@@ -56,8 +56,13 @@ def test_every_intervention_config_composes_and_is_registered():
 
 
 @pytest.mark.parametrize(
-    "override", ["task.n_questons=5", "model.faithfullness=0.1", "samplin.n_samples=2",
-                 "intervention.truncation.points=3"]
+    "override",
+    [
+        "task.n_questons=5",
+        "model.faithfullness=0.1",
+        "samplin.n_samples=2",
+        "intervention.truncation.points=3",
+    ],
 )
 def test_unknown_keys_are_rejected_naming_the_key(override):
     with pytest.raises(ConfigCompositionException) as e:

@@ -27,7 +27,7 @@ import hashlib
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from cotfaith.models.base import Capabilities, Model, ModelRequest, ModelResponse, Usage
@@ -96,7 +96,7 @@ class SimulatedModel(Model):
             "provider": "simulated",
             "model": self.name,
             "base_url": None,
-            "knobs": vars(self.knobs),
+            "knobs": asdict(self.knobs),
         }
 
     # ----------------------------------------------------------------- randomness

@@ -94,7 +94,10 @@ class Problem:
 
 def parse_problem(text: str) -> Problem | None:
     """Read back a problem written by `Problem.text`; None for anything else."""
-    sentences = re.findall(r"[^.?]+[.?]", text.strip())
+    text = text.strip()
+    sentences = re.findall(r"[^.?]+[.?]", text)
+    if "".join(sentences) != text:
+        return None  # trailing words after the last sentence: not one of ours
     name = items = None
     start: int | None = None
     ops: list[Op] = []
@@ -104,10 +107,13 @@ def parse_problem(text: str) -> Problem | None:
         if matched is None:
             return None
         kind, m = matched
+        if name is not None and m.groupdict().get("name", name) != name:
+            return None  # a story about one person throughout
         if kind == "start":
             name, items, start = m["name"], m["items"], int(m["n"])
         elif kind == "ask":
-            continue
+            if m["items"] != items:
+                return None
         elif kind == "mul":
             ops.append(Op("mul", 2 if m["verb"] == "doubles" else 3))
         elif kind == "div":
@@ -134,7 +140,7 @@ def _random_op(rng: random.Random, x: int) -> Op | None:
     return None
 
 
-def _distractors(problem: Problem, rng: random.Random) -> list[int]:
+def _distractors(problem: Problem, rng: random.Random, needed: int) -> list[int]:
     vals = problem.values()
     final = vals[-1]
     cands = [final + 1, final - 1, *vals[1:-1], vals[0]]
@@ -153,7 +159,14 @@ def _distractors(problem: Problem, rng: random.Random) -> list[int]:
     # keep the most plausible first (off-by-one, intermediate), with a little shuffling
     head, tail = seen[:4], seen[4:]
     rng.shuffle(head)
-    return head + tail
+    out = head + tail
+    step = 3
+    while len(out) < needed:  # many choices asked: widen the off-by-k band
+        for c in (final + step, final - step):
+            if c > 0 and c not in out and c != final:
+                out.append(c)
+        step += 1
+    return out[:needed]
 
 
 def generate(
@@ -190,7 +203,7 @@ def generate(
             continue
         seen.add(text)
         n_choices = rng.randint(min_choices, max_choices)
-        values = [problem.values()[-1], *_distractors(problem, rng)[: n_choices - 1]]
+        values = [problem.values()[-1], *_distractors(problem, rng, n_choices - 1)]
         order = list(range(len(values)))
         rng.shuffle(order)
         choices = tuple(str(values[i]) for i in order)
