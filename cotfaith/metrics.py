@@ -17,6 +17,39 @@ import pandas as pd
 from cotfaith.records import REFERENCE
 
 GROUP = ["model", "task"]
+# Counts among the summary columns (integers, summed over records).
+COUNT_COLUMNS = (
+    "n_questions",
+    "n_cots",
+    "n_records",
+    "parse_failures",
+    "no_reference",
+    "calls",
+    "cache_hits",
+    "input_tokens",
+    "output_tokens",
+)
+SUMMARY_COLUMNS = (
+    "model",
+    "task",
+    "intervention",
+    "n_questions",
+    "n_cots",
+    "n_records",
+    "accuracy_cot",
+    "accuracy_no_cot",
+    "aoc",
+    "aoc_ci_low",
+    "aoc_ci_high",
+    "changed_at_k0",
+    "chance_agreement",
+    "parse_failures",
+    "no_reference",
+    "calls",
+    "cache_hits",
+    "input_tokens",
+    "output_tokens",
+)
 
 
 def _cot_key(df: pd.DataFrame) -> pd.Series:
@@ -193,25 +226,4 @@ def summarize(
         return out
     out["_o"] = out["intervention"].map(lambda x: order.index(x) if x in order else len(order))
     out = out.sort_values([*GROUP, "_o", "intervention"]).drop(columns="_o")
-    cols = [
-        "model",
-        "task",
-        "intervention",
-        "n_questions",
-        "n_cots",
-        "n_records",
-        "accuracy_cot",
-        "accuracy_no_cot",
-        "aoc",
-        "aoc_ci_low",
-        "aoc_ci_high",
-        "changed_at_k0",
-        "chance_agreement",
-        "parse_failures",
-        "no_reference",
-        "calls",
-        "cache_hits",
-        "input_tokens",
-        "output_tokens",
-    ]
-    return out.reindex(columns=cols).reset_index(drop=True)
+    return out.reindex(columns=list(SUMMARY_COLUMNS)).reset_index(drop=True)

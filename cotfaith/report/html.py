@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cotfaith.metrics import COUNT_COLUMNS
+
 __all__ = ["NA", "format_summary", "render_report"]
 
 NA = "—"  # shown for NaN / not applicable
@@ -36,18 +38,7 @@ _HEADERS: dict[str, str] = {
     "cache_hits": "Cache hits",
 }
 # Counts are shown without decimals even when NaNs forced the column to float.
-_COUNT_COLUMNS = {
-    "n",
-    "n_questions",
-    "n_cots",
-    "n_records",
-    "parse_failures",
-    "no_reference",
-    "calls",
-    "cache_hits",
-    "input_tokens",
-    "output_tokens",
-}
+_COUNT_COLUMNS = {"n", *COUNT_COLUMNS}
 _CI_LOW, _CI_HIGH = "_ci_low", "_ci_high"
 
 _EXPLANATION = (
