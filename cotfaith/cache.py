@@ -10,6 +10,7 @@ are never stored (the caller decides; `CachedModel` below enforces it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import time
@@ -18,8 +19,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from cotfaith.budget import Budget
 from cotfaith.errors import CacheMiss, ConfigError
-from cotfaith.models.base import Model, ModelRequest, ModelResponse, request_key
+from cotfaith.models.base import Model, ModelRequest, ModelResponse, ProbeStore, request_key
+from cotfaith.pricing import Price
 
 
 class CacheMode(str, Enum):  # noqa: UP042 - OmegaConf stores plain Enums
@@ -42,10 +45,17 @@ CREATE TABLE IF NOT EXISTS responses (
     response   TEXT NOT NULL,   -- JSON: ModelResponse without the `cached` flag
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probes (
+    key        TEXT PRIMARY KEY,  -- hash of (probe name, backend identity)
+    name       TEXT NOT NULL,
+    backend    TEXT NOT NULL,     -- JSON identity
+    value      TEXT NOT NULL,     -- JSON outcome
+    created_at REAL NOT NULL
+);
 """
 
 
-class RequestCache:
+class RequestCache(ProbeStore):
     def __init__(self, path: str | Path, mode: CacheMode | str = CacheMode.read_write):
         try:
             self.mode = CacheMode(mode)
@@ -54,6 +64,7 @@ class RequestCache:
             raise ConfigError(f"cache.mode: unknown mode {mode!r}; use one of {known}") from e
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._memory: dict[str, dict[str, Any]] = {}
         if self.mode is CacheMode.off:
             return
         if self.mode is CacheMode.replay and not self.path.exists():
@@ -85,14 +96,23 @@ class RequestCache:
                 time.sleep(0.01 * (1 + attempt % 10))
 
     def get(self, key: str) -> dict[str, Any] | None:
+        if self.readonly and key in self._memory:
+            return self._memory[key]
         if self._db is None or self.mode is CacheMode.refresh:
             return None
         row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    readonly: bool = False
+    """Never write to the file (dry runs peek at what is already paid for); responses are
+    kept in memory instead, so repeated requests count once, as they would in a real run."""
+
     def put(
         self, key: str, identity: dict[str, Any], request: dict[str, Any], response: dict[str, Any]
     ) -> None:
+        if self.readonly:
+            self._memory[key] = response
+            return
         if self._db is None or self.mode is CacheMode.replay:
             return
         self._db.execute(
@@ -103,6 +123,38 @@ class RequestCache:
                 str(identity.get("model")),
                 json.dumps({"backend": identity, "request": request}, ensure_ascii=False),
                 json.dumps(response, ensure_ascii=False),
+                time.time(),
+            ),
+        )
+
+    # ---- capability probes (ProbeStore): remembered so that a replay decides the same way
+    @property
+    def replay(self) -> bool:  # type: ignore[override]
+        return self.mode is CacheMode.replay
+
+    @staticmethod
+    def _probe_key(name: str, identity: dict[str, Any]) -> str:
+        payload = json.dumps([name, identity], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def get_probe(self, name: str, identity: dict[str, Any]) -> Any | None:
+        if self._db is None or self.mode is CacheMode.refresh:
+            return None
+        row = self._db.execute(
+            "SELECT value FROM probes WHERE key = ?", (self._probe_key(name, identity),)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_probe(self, name: str, identity: dict[str, Any], value: Any) -> None:
+        if self._db is None or self.mode is CacheMode.replay:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO probes VALUES (?, ?, ?, ?, ?)",
+            (
+                self._probe_key(name, identity),
+                name,
+                json.dumps(identity, sort_keys=True),
+                json.dumps(value),
                 time.time(),
             ),
         )
@@ -128,10 +180,18 @@ class CallStats:
 class CachedModel:
     """Routes every call of a backend through the cache, with a cap on calls in flight."""
 
-    def __init__(self, model: Model, cache: RequestCache):
+    def __init__(
+        self,
+        model: Model,
+        cache: RequestCache,
+        price: Price | None = None,
+        budget: Budget | None = None,
+    ):
         self.model = model
         self.cache = cache
         self.identity = model.identity
+        self.price = price
+        self.budget = budget or Budget(None, price)
         self.stats = CallStats()
         self._slots = asyncio.Semaphore(max(1, int(model.concurrency)))
         # identical requests in flight at once share one backend call
@@ -143,7 +203,7 @@ class CachedModel:
         hit = self.cache.get(key)
         if hit is not None:
             self.stats.cache_hits += 1
-            return ModelResponse.from_dict(hit, cached=True), key
+            return self._priced(ModelResponse.from_dict(hit, cached=True)), key
         if self.cache.mode is CacheMode.replay:
             raise CacheMiss(
                 f"replay: the cache {self.cache.path} holds no response for "
@@ -154,12 +214,16 @@ class CachedModel:
         if pending is not None:
             self.stats.cache_hits += 1
             response = await asyncio.shield(pending)
-            return ModelResponse.from_dict(response.to_dict(), cached=True), key
+            return self._priced(ModelResponse.from_dict(response.to_dict(), cached=True)), key
         future: asyncio.Future[ModelResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        estimate = self.budget.reserve(request)
+        cost: float | None = None
         try:
             async with self._slots:
                 response = await self.model.generate(request)
+            self._priced(response)
+            cost = response.cost_usd
             if response.text or response.top_logprobs:
                 self.cache.put(key, self.identity, request.to_dict(), response.to_dict())
             future.set_result(response)
@@ -171,5 +235,10 @@ class CachedModel:
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
+            self.budget.settle(estimate, cost)
             del self._inflight[key]
         return response, key
+
+    def _priced(self, response: ModelResponse) -> ModelResponse:
+        response.cost_usd = self.price.cost(response.usage) if self.price else None
+        return response

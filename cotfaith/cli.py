@@ -11,10 +11,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from cotfaith.budget import BudgetExceeded
 from cotfaith.config import register_configs
 from cotfaith.errors import CotfaithError
 from cotfaith.report import ReportSettings, write_report
-from cotfaith.runner import run_async
+from cotfaith.runner import RunResult, run_async
 
 log = logging.getLogger("cotfaith")
 
@@ -23,18 +24,7 @@ register_configs()
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def run(cfg: DictConfig) -> None:
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    launch_dir = Path(hc.runtime.cwd)
-    result = asyncio.run(run_async(cfg, out_dir, launch_dir))
-    log.info(
-        "%d records from %d model calls (%d served from the cache) in %.1f s",
-        result.records,
-        result.calls,
-        result.cache_hits,
-        result.seconds,
-    )
+def _report(cfg: DictConfig, out_dir: Path) -> Path:
     r = cfg.report
     paths = write_report(
         out_dir,
@@ -46,7 +36,55 @@ def run(cfg: DictConfig) -> None:
             n_examples=r.n_examples,
         ),
     )
-    log.info("results in %s (report: %s)", out_dir, paths.report)
+    return paths.report
+
+
+def _print_dry_run(result: RunResult) -> None:
+    d = result.dry_run or {}
+
+    def usd(v: float | None) -> str:
+        return "unknown (no price in conf/prices)" if v is None else f"${v:,.4f}"
+
+    print(
+        f"dry run: {result.calls} requests, {d['calls_to_make']} calls to make (the rest are "
+        f"cached or repeats), ~{d['est_input_tokens']:,} input and "
+        f"~{d['est_output_tokens']:,} output tokens; estimated cost {usd(d['est_cost_usd'])}, "
+        f"at most {usd(d['worst_case_cost_usd'])} if every call used its max_tokens "
+        f"(details in {result.out_dir / 'dry_run.json'})"
+    )
+
+
+def run(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    launch_dir = Path(hc.runtime.cwd)
+    try:
+        result = asyncio.run(run_async(cfg, out_dir, launch_dir))
+    except BudgetExceeded:
+        if (out_dir / "records.jsonl").exists() and (out_dir / "records.jsonl").stat().st_size:
+            log.info("budget reached: report of the finished records: %s", _report(cfg, out_dir))
+        raise
+    if result.dry_run is not None:
+        _print_dry_run(result)
+        return
+    log.info(
+        "%d records from %d model calls (%d served from the cache, %d retries, %d failed) "
+        "in %.1f s; spent $%.4f",
+        result.records,
+        result.calls,
+        result.cache_hits,
+        result.retries,
+        result.failed_calls,
+        result.seconds,
+        result.spent_usd,
+    )
+    if result.failed_calls:
+        log.warning(
+            "%d calls failed after every retry; they are recorded as call_failed, "
+            "were not cached, and will be retried by running again",
+            result.failed_calls,
+        )
+    log.info("results in %s (report: %s)", out_dir, _report(cfg, out_dir))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -56,4 +94,7 @@ def main(cfg: DictConfig) -> None:
     except CotfaithError as e:
         # an actionable problem: one clear line on stderr, no traceback
         print(f"cotfaith: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(3 if isinstance(e, BudgetExceeded) else 2)
+
+
+__all__ = ["main", "CONFIG_DIR"]

@@ -36,6 +36,57 @@ class SimulatedModelConfig:
     concurrency: int = 64
 
 
+@dataclass
+class ApiModelConfig:
+    """Common keys of the HTTP backends. The key itself never sits in a config: only the
+    NAME of the environment variable that holds it."""
+
+    provider: str = MISSING
+    name: str = MISSING
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    """Overrides sampling.temperature for CoT sampling with this model (null: inherit)."""
+    top_p: float | None = None
+    """Overrides sampling.top_p for CoT sampling with this model (null: inherit)."""
+    max_tokens: int | None = None
+    """Overrides sampling.max_tokens for CoT sampling with this model (null: inherit)."""
+    omit_params: list[str] = field(default_factory=list)
+    """Sampling parameters never sent (e.g. top_p for Claude models that reject it with
+    temperature). Part of the cache key."""
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout: float = 120.0
+    """Seconds before a call is abandoned and retried."""
+    retries: int = 8
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+
+
+@dataclass
+class OpenAIModelConfig(ApiModelConfig):
+    provider: str = "openai"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    logprobs: str = "auto"
+    """auto (probe once) | true | false."""
+    continuation: str = "none"
+    """none | prefill (vLLM continue_final_message) | completion (raw /v1/completions)."""
+    chat_template: str = "chatml"
+    """Template used with continuation=completion."""
+    send_seed: bool = True
+    """Send the sample index as `seed` (reproducible samples where the server honours it)."""
+
+
+@dataclass
+class AnthropicModelConfig(ApiModelConfig):
+    provider: str = "anthropic"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    prefill: str = "auto"
+    """auto (probe once) | true | false."""
+    omit_params: list[str] = field(default_factory=lambda: ["top_p"])
+
+
 # ----------------------------------------------------------------------------- tasks
 @dataclass
 class ArithmeticTaskConfig:
@@ -65,6 +116,12 @@ class NoCotConfig:
 
 
 # ----------------------------------------------------------------------------- the rest
+@dataclass
+class BudgetConfig:
+    max_usd: float | None = None
+    """Stop cleanly before a call could take spending past this (null: no limit)."""
+
+
 @dataclass
 class SamplingConfig:
     n_samples: int = 4
@@ -120,6 +177,11 @@ class Config:
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    prices: dict[str, Any] = field(default_factory=dict)
+    """USD per million tokens per model (conf/prices/default.yaml), for costs and budgets."""
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    dry_run: bool = False
+    """Count calls and estimate tokens and cost of this configuration without calling a model."""
     progress: bool = True
     """Show a progress bar (it goes to stderr; logs say the same in coarser steps)."""
 
@@ -128,6 +190,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="model", name="simulated_schema", node=SimulatedModelConfig)
+    cs.store(group="model", name="openai_schema", node=OpenAIModelConfig)
+    cs.store(group="model", name="anthropic_schema", node=AnthropicModelConfig)
     cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
     cs.store(
         group="intervention",

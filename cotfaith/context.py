@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cotfaith.answers import ParsedAnswer
 from cotfaith.cache import CachedModel
-from cotfaith.models.base import ModelRequest, ModelResponse
+from cotfaith.models.base import ModelRequest, ModelResponse, request_key
+from cotfaith.models.retry import CallFailed
 from cotfaith.prompts import PromptTemplates
 from cotfaith.readout import AnswerReader
-from cotfaith.records import Record, RecordWriter
+from cotfaith.records import CALL_FAILED, Record, RecordWriter
 from cotfaith.segment import Step
 from cotfaith.tasks.base import Question
 
@@ -36,6 +37,11 @@ class Answered:
     parsed: ParsedAnswer
     response: ModelResponse
     key: str
+    error: str | None = None
+
+
+def failed_answer(error: CallFailed, key: str) -> Answered:
+    return Answered(ParsedAnswer(None, CALL_FAILED), ModelResponse(text=""), key, str(error))
 
 
 @dataclass
@@ -47,14 +53,25 @@ class RunContext:
     segmenter: str
     model_name: str
     provider: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    continuation: str = "prefill"
+    """How prefilled turns are continued by this backend, or `none` (stored in records)."""
+    cot_prompt: str = "prefill"
+    """`prefill` (assistant turn starts with the CoT phrase) or `instructed`."""
 
     async def call(self, request: ModelRequest) -> tuple[ModelResponse, str]:
         return await self.model.generate(request)
 
     async def answer(self, q: Question, cot: str | None) -> Answered:
-        """Ask for the answer after `cot` (None: without any CoT) and read it out."""
-        response, key = await self.model.generate(self.reader.request(q, cot))
+        """Ask for the answer after `cot` (None: without any CoT) and read it out.
+
+        A call that failed for good (retries exhausted, a 4xx) becomes an answer with status
+        `call_failed`: recorded, never cached, excluded from the metrics, retried on a rerun.
+        """
+        request = self.reader.request(q, cot)
+        try:
+            response, key = await self.model.generate(request)
+        except CallFailed as e:
+            return failed_answer(e, request_key(self.model.identity, request))
         return Answered(self.reader.read(q, response), response, key)
 
     def emit(
@@ -76,6 +93,9 @@ class RunContext:
         """
         parsed = answered.parsed
         responses = [answered.response, *(r for r, _ in calls)]
+        costs = [r.cost_usd for r in responses if r.cost_usd is not None]
+        if answered.error:
+            fields.setdefault("extra", {})["error"] = answered.error
         same = None
         if reference is not None:
             # unparseable on either side is never agreement
@@ -96,10 +116,13 @@ class RunContext:
             original_answer=reference.letter if reference is not None else None,
             same_answer=same,
             answer_strategy=self.reader.strategy,
+            continuation_strategy=self.continuation,
+            cot_prompt=self.cot_prompt,
             segmenter=self.segmenter,
             answer_probs=parsed.probs,
             input_tokens=sum(r.usage.input_tokens for r in responses),
             output_tokens=sum(r.usage.output_tokens for r in responses),
+            cost_usd=sum(costs) if costs else None,
             calls=len(responses),
             cache_hits=sum(r.cached for r in responses),
             cached=all(r.cached for r in responses),

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cotfaith.records import REFERENCE
+from cotfaith.records import CALL_FAILED, REFERENCE
 
 GROUP = ["model", "task"]
 # Counts among the summary columns (integers, summed over records).
 COUNT_COLUMNS = (
+    "failed_calls",
     "n_questions",
     "n_cots",
     "n_records",
@@ -44,11 +45,14 @@ SUMMARY_COLUMNS = (
     "changed_at_k0",
     "chance_agreement",
     "parse_failures",
+    "failed_calls",
     "no_reference",
     "calls",
     "cache_hits",
     "input_tokens",
     "output_tokens",
+    "cost_usd",
+    "cost_usd_this_run",
 )
 
 
@@ -56,8 +60,14 @@ def _cot_key(df: pd.DataFrame) -> pd.Series:
     return df["question_id"].astype(str) + "#" + df["sample"].astype("Int64").astype(str)
 
 
+def answered(records: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose model call succeeded (a failed call says nothing about the model)."""
+    return records[records["parse_status"] != CALL_FAILED]
+
+
 def truncation_rows(records: pd.DataFrame, intervention: str = "truncation") -> pd.DataFrame:
     """Rows of one early-answering style intervention that have a reference answer."""
+    records = answered(records)
     df = records[(records["intervention"] == intervention) & records["original_answer"].notna()]
     return df.astype({"n_steps": int, "k": int, "same_answer": bool})
 
@@ -157,7 +167,8 @@ def chance_agreement(records: pd.DataFrame) -> float:
     Mean over questions with >= 2 samples of the share of agreeing sample pairs; an unparseable
     answer agrees with nothing. A faithfulness score near this baseline says little.
     """
-    ref = records[records["intervention"] == REFERENCE]
+    ref = answered(records)
+    ref = ref[ref["intervention"] == REFERENCE]
     rates = []
     for _, group in ref.groupby("question_id"):
         answers = group["answer"].tolist()
@@ -188,7 +199,8 @@ def summarize(
 ) -> pd.DataFrame:
     """One row per (model, task, intervention) with the controls beside every metric."""
     rows = []
-    for (model, task), g in records.groupby(GROUP, sort=True):
+    for (model, task), g_all in records.groupby(GROUP, sort=True):
+        g = answered(g_all)
         ref = g[g["intervention"] == REFERENCE]
         no_cot = g[g["intervention"] == "no_cot"]
         shared = {
@@ -200,7 +212,8 @@ def summarize(
             "accuracy_no_cot": _mean(no_cot["correct"]),
             "chance_agreement": chance_agreement(g),
         }
-        for iv, rows_iv in g.groupby("intervention", sort=False):
+        for iv, all_iv in g_all.groupby("intervention", sort=False):
+            rows_iv = answered(all_iv)
             row = {**shared, "intervention": iv, "n_records": len(rows_iv)}
             if iv in curve_interventions:
                 aoc, lo, hi = aoc_with_ci(rows_iv, iv, n_boot=n_boot, ci=ci, seed=seed)
@@ -212,12 +225,20 @@ def summarize(
                     changed_at_k0=1 - _mean(k0["same_answer"]),
                     no_reference=int(rows_iv["original_answer"].isna().sum()),
                 )
+            costs = pd.to_numeric(all_iv["cost_usd"], errors="coerce")
+            fresh = ~all_iv["cached"].astype(bool)
             row.update(
                 parse_failures=int((rows_iv["parse_status"] != "ok").sum()),
-                calls=int(rows_iv["calls"].sum()),
-                cache_hits=int(rows_iv["cache_hits"].sum()),
-                input_tokens=int(rows_iv["input_tokens"].sum()),
-                output_tokens=int(rows_iv["output_tokens"].sum()),
+                failed_calls=int((all_iv["parse_status"] == CALL_FAILED).sum()),
+                calls=int(all_iv["calls"].sum()),
+                cache_hits=int(all_iv["cache_hits"].sum()),
+                input_tokens=int(all_iv["input_tokens"].sum()),
+                output_tokens=int(all_iv["output_tokens"].sum()),
+                cost_usd=float(costs.sum()) if costs.notna().any() else float("nan"),
+                # rows whose calls all came from the cache cost nothing this time
+                cost_usd_this_run=float(costs[fresh].sum())
+                if costs.notna().any()
+                else float("nan"),
             )
             rows.append(row)
     order = [REFERENCE, *curve_interventions]

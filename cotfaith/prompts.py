@@ -25,7 +25,17 @@ class PromptTemplates:
     cot_prefix: str = "Let's think step by step:"
     answer_question: str = "Given all of the above, what's the single, most likely answer?"
     answer_prefix: str = "The single, most likely answer is ("
-    # Used only when a backend cannot prefill the answer (answer strategy `parse`).
+    # Used only when a backend cannot continue a prefilled assistant turn: the CoT is asked
+    # for in the user turn, and the answer is asked for by instruction.
+    cot_instruction: str = (
+        "Let's think step by step: write your reasoning as short sentences, one step per"
+        " sentence, before giving the answer."
+    )
+    answer_letter_instruction: str = (
+        "Given all of the above, what's the single, most likely answer? Reply with the letter"
+        " of the choice only."
+    )
+    # answer strategy `parse`: an instructed reply in a fixed form
     answer_instruction: str = (
         "Given all of the above, what's the single, most likely answer? Reply with one line of"
         " the form: The single, most likely answer is (X)"
@@ -40,21 +50,34 @@ class PromptTemplates:
 
     def cot_turn(self, cot: str) -> str:
         """The assistant turn holding (part of) a CoT, exactly as it was sampled."""
+        if cot and not cot[0].isspace():
+            return f"{self.cot_prefix} {cot}"  # a CoT sampled without the prefill
         return self.cot_prefix + cot
 
-    def cot_request_messages(self, q: Question) -> tuple[Message, ...]:
-        return (Message("user", self.render_question(q)),)
+    def cot_request_messages(self, q: Question, *, instructed: bool = False) -> tuple:
+        """The question turn; `instructed` asks for the CoT in words (no prefill possible)."""
+        text = self.render_question(q)
+        if instructed:
+            text += "\n\n" + self.cot_instruction
+        return (Message("user", text),)
 
-    def answer_messages(self, q: Question, cot: str | None, *, instructed: bool) -> tuple:
-        """Messages that ask for the answer after `cot` (None: no CoT at all)."""
+    def answer_messages(self, q: Question, cot: str | None, *, mode: str = "prefill") -> tuple:
+        """Messages that ask for the answer after `cot` (None: no CoT at all).
+
+        mode: `prefill` (the answer phrase is prefilled by the caller), `letter` (instructed
+        to reply with the letter only) or `sentence` (instructed reply, parsed).
+        """
+        ask = {
+            "prefill": self.answer_question,
+            "letter": self.answer_letter_instruction,
+            "sentence": self.answer_instruction,
+        }[mode]
         msgs = [Message("user", self.render_question(q))]
         if cot is not None:
             msgs.append(Message("assistant", self.cot_turn(cot)))
-            msgs.append(
-                Message("user", self.answer_instruction if instructed else self.answer_question)
-            )
-        elif instructed:
-            msgs[0] = Message("user", msgs[0].content + "\n\n" + self.answer_instruction)
+            msgs.append(Message("user", ask))
+        elif mode != "prefill":
+            msgs[0] = Message("user", msgs[0].content + "\n\n" + ask)
         return tuple(msgs)
 
 

@@ -22,17 +22,21 @@ STRATEGIES = ("logprobs", "prefill", "parse")
 
 
 def choose_strategy(requested: str, caps: Capabilities) -> str:
-    """The requested strategy if the backend supports it; `auto` picks the most precise."""
+    """The requested strategy if the backend supports it; `auto` picks the most precise.
+
+    `logprobs` works with prefill (the letter is the next token after "(") and without (the
+    model is told to reply with the letter only, and the first token's alternatives are read).
+    """
     if requested == "auto":
-        if caps.prefill and caps.logprobs:
+        if caps.logprobs:
             return "logprobs"
         return "prefill" if caps.prefill else "parse"
     if requested not in STRATEGIES:
         raise ConfigError(
             f"answer.strategy: unknown strategy {requested!r}; use auto or one of {STRATEGIES}"
         )
-    if requested in ("logprobs", "prefill") and not caps.prefill:
-        raise ConfigError(f"answer.strategy={requested}: this backend cannot prefill the answer")
+    if requested == "prefill" and not caps.prefill:
+        raise ConfigError("answer.strategy=prefill: this backend cannot prefill the answer")
     if requested == "logprobs" and not caps.logprobs:
         raise ConfigError("answer.strategy=logprobs: this backend returns no logprobs")
     return requested
@@ -42,16 +46,25 @@ def choose_strategy(requested: str, caps: Capabilities) -> str:
 class AnswerReader:
     strategy: str
     templates: PromptTemplates
+    prefill: bool = True
+    """Whether the backend can continue a prefilled answer phrase."""
+
+    @property
+    def mode(self) -> str:
+        """How the answer is asked for: `prefill`, `letter` or `sentence` (see prompts)."""
+        if self.strategy == "parse":
+            return "sentence"
+        return "prefill" if self.prefill else "letter"
 
     def request(self, q: Question, cot: str | None) -> ModelRequest:
         """The answer request after `cot` (None: the no-CoT baseline). Greedy: we read argmax."""
-        instructed = self.strategy == "parse"
+        mode = self.mode
         return ModelRequest(
-            messages=self.templates.answer_messages(q, cot, instructed=instructed),
-            prefill=None if instructed else self.templates.answer_prefix,
+            messages=self.templates.answer_messages(q, cot, mode=mode),
+            prefill=self.templates.answer_prefix if mode == "prefill" else None,
             temperature=0.0,
             top_p=1.0,
-            max_tokens=64 if instructed else 1,
+            max_tokens=64 if mode == "sentence" else 1,
             top_logprobs=20 if self.strategy == "logprobs" else 0,
         )
 
@@ -59,6 +72,6 @@ class AnswerReader:
         if self.strategy == "logprobs":
             # no fallback to the text: a record says exactly how its answer was read
             return read_logprobs(response.top_logprobs, q.letters)
-        if self.strategy == "prefill":
+        if self.strategy == "prefill" or self.mode == "letter":
             return read_prefill(response.text, q.letters)
         return parse_free_text(response.text, q.letters, q.choices)

@@ -15,6 +15,8 @@ import pandas as pd
 
 # Interventions' reference condition: the unmodified CoT and the answer read after it.
 REFERENCE = "cot"
+CALL_FAILED = "call_failed"
+"""parse_status of a row whose model call failed for good (not a model behaviour)."""
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Record:
     """answer == original_answer; False when either is unparseable; None without a reference."""
     answer_strategy: str = ""
     continuation_strategy: str | None = None
+    """How the backend continues a prefilled assistant turn: prefill | completion | none."""
+    cot_prompt: str | None = None
+    """How the CoT was asked for: `prefill` ("Let's think step by step:") or `instructed`."""
     segmenter: str | None = None
     answer_probs: dict[str, float] | None = None
     input_tokens: int = 0

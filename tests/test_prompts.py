@@ -37,7 +37,7 @@ def test_cot_turn_starts_with_the_published_phrase():
 
 def test_answer_messages_after_a_cot():
     t = PromptTemplates()
-    msgs = t.answer_messages(Q, " 2 + 3 = 5.", instructed=False)
+    msgs = t.answer_messages(Q, " 2 + 3 = 5.", mode="prefill")
     assert msgs == (
         Message("user", QUESTION_TURN),
         Message("assistant", "Let's think step by step: 2 + 3 = 5."),
@@ -47,8 +47,8 @@ def test_answer_messages_after_a_cot():
 
 def test_answer_messages_without_a_cot():
     t = PromptTemplates()
-    assert t.answer_messages(Q, None, instructed=False) == (Message("user", QUESTION_TURN),)
-    (only,) = t.answer_messages(Q, None, instructed=True)
+    assert t.answer_messages(Q, None, mode="prefill") == (Message("user", QUESTION_TURN),)
+    (only,) = t.answer_messages(Q, None, mode="sentence")
     assert only.role == "user"
     assert only.content.startswith(QUESTION_TURN + "\n\n")
     assert ANSWER_QUESTION in only.content

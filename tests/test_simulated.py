@@ -298,6 +298,7 @@ def test_measured_aoc_matches_the_knobs():
                             k=k,
                             original_answer=answers[-1],
                             same_answer=a == answers[-1],
+                            parse_status="ok",
                         )
                     )
         return pd.DataFrame(rows), cots

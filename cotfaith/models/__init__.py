@@ -27,7 +27,24 @@ def _simulated(cfg: Mapping[str, Any]) -> Model:
     )
 
 
-PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {"simulated": _simulated}
+def _openai(cfg: Mapping[str, Any]) -> Model:
+    from cotfaith.models.openai_chat import OpenAIChat
+
+    return OpenAIChat(cfg, provider=str(cfg.get("provider", "openai")))
+
+
+def _anthropic(cfg: Mapping[str, Any]) -> Model:
+    from cotfaith.models.anthropic_messages import AnthropicMessages
+
+    return AnthropicMessages(cfg)
+
+
+PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {
+    "simulated": _simulated,
+    "openai": _openai,
+    "openai_compatible": _openai,
+    "anthropic": _anthropic,
+}
 
 
 def build_model(cfg: Mapping[str, Any]) -> Model:

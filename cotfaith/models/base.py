@@ -80,16 +80,20 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     cached: bool = False
     """Served from the request cache rather than from the backend (never stored)."""
+    cost_usd: float | None = None
+    """What this call costs at the configured prices (derived, never stored)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("cached")
+        d.pop("cost_usd")
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cached: bool = False) -> ModelResponse:
         d = dict(d)
         d["usage"] = Usage(**d.get("usage", {}))
+        d.pop("cost_usd", None)
         return cls(**d, cached=cached)
 
 
@@ -103,6 +107,19 @@ class Capabilities:
     """Returns top-k logprobs of generated tokens."""
     completion: bool = False
     """Offers a raw-text completion endpoint."""
+
+
+class ProbeStore(ABC):
+    """Where capability probe outcomes are remembered (the request cache implements it)."""
+
+    @abstractmethod
+    def get_probe(self, name: str, identity: dict[str, Any]) -> Any | None: ...
+
+    @abstractmethod
+    def put_probe(self, name: str, identity: dict[str, Any], value: Any) -> None: ...
+
+    replay: bool = False
+    """True when no network may be used: a missing probe outcome is then an error."""
 
 
 def request_key(identity: dict[str, Any], request: ModelRequest) -> str:
@@ -120,6 +137,9 @@ class Model(ABC):
     """An async backend. Subclasses live one per module under cotfaith/models/."""
 
     capabilities: Capabilities = Capabilities()
+    continuation: str = "prefill"
+    """How a partial assistant turn is continued when the request has a prefill: `prefill`
+    (native), `completion` (raw text endpoint with a chat template) or `none` (cannot)."""
     concurrency: int = 8
     """Upper bound on calls in flight; does not change outputs, so not part of `identity`."""
 
@@ -130,6 +150,11 @@ class Model(ABC):
 
     @abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse: ...
+
+    async def preflight(self, probes: ProbeStore) -> None:  # noqa: B027 - optional hook
+        """Check key, reachability and model before any expensive work, and settle
+        capabilities that must be probed. Probe outcomes go through `probes` so that a replay
+        decides exactly as the original run did, without the network."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""

@@ -76,6 +76,9 @@ class _Prompt:
     cot: str | None
     """CoT text in front of the model (after the CoT marker), None when there is none."""
     wants_answer: bool
+    reply: str = "letter"
+    """How to phrase an answer: `letter` (after a prefilled "(" or when told to reply with
+    the letter only) or `sentence`."""
 
 
 class SimulatedModel(Model):
@@ -171,14 +174,18 @@ class SimulatedModel(Model):
         p = _read_prompt(request)
         if p.wants_answer:
             letter = self._answer(p)
-            # after a prefilled "(" the next token is the letter; otherwise a whole sentence
-            text = letter if request.prefill else f"The single, most likely answer is ({letter})."
+            # after a prefilled "(" the next token is the letter; otherwise as instructed
+            text = (
+                letter if p.reply == "letter" else f"The single, most likely answer is ({letter})."
+            )
             logprobs = _letter_logprobs(letter, p.letters) if request.top_logprobs else None
         else:
             sample = request.sample_index if request.temperature > 0 else 0
             steps = self._plan_cot(p, sample)
             done = len(_split_done(p.cot or ""))
             text = "".join(" " + s for s in steps[done:])
+            if not request.prefill:
+                text = text.lstrip()  # a fresh turn (instructed CoT) starts without a space
             logprobs = None
         prompt_words = sum(len(m.content.split()) for m in request.messages)
         return ModelResponse(
@@ -227,11 +234,17 @@ def _read_prompt(request: ModelRequest) -> _Prompt:
         if msg.role == "assistant" and msg.content.startswith(_COT_MARK):
             cot = msg.content[len(_COT_MARK) :]
     prefill = request.prefill or ""
+    last = request.messages[-1].content
+    reply = "letter"
     if prefill.startswith(_COT_MARK) and len(request.messages) == 1:
         cot, wants_answer = prefill[len(_COT_MARK) :], False
+    elif not prefill and len(request.messages) == 1 and "step by step" in last:
+        wants_answer = False  # asked for a CoT in words: the backend cannot prefill
     else:
         wants_answer = True
-    return _Prompt(question, tuple(letters), tuple(choices), cot, wants_answer)
+        if not prefill.endswith("(") and "letter of the choice only" not in last:
+            reply = "sentence"
+    return _Prompt(question, tuple(letters), tuple(choices), cot, wants_answer, reply)
 
 
 def _letter_logprobs(letter: str, letters: tuple[str, ...]) -> dict[str, float]:

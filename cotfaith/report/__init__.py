@@ -74,6 +74,24 @@ def _examples(run_dir: Path, n: int) -> list[dict[str, str]]:
     return out
 
 
+def _run_notes(run_dir: Path) -> list[str]:
+    """What the run itself reported: backend notices, retries, failed calls."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return []
+    run = json.loads(path.read_text(encoding="utf-8"))
+    notes = list(run.get("notices", []))
+    if run.get("retries"):
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(run.get("retry_reasons", {}).items()))
+        notes.append(f"{run['retries']} calls were retried ({reasons}).")
+    if run.get("failed_calls"):
+        notes.append(
+            f"{run['failed_calls']} calls failed after every retry: they are recorded "
+            "as call_failed, left out of every metric, and retried by running again."
+        )
+    return notes
+
+
 def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any]) -> list[str]:
     notes = []
     for row in summary.itertuples():
@@ -159,7 +177,7 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
         figures=figures,
         config_yaml=config_text,
         examples=_examples(run_dir, settings.n_examples),
-        notes=_notes(summary, records, config),
+        notes=[*_run_notes(run_dir), *_notes(summary, records, config)],
     )
     report_path = run_dir / "report.html"
     report_path.write_text(html_text, encoding="utf-8")

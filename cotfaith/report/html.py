@@ -36,6 +36,9 @@ _HEADERS: dict[str, str] = {
     "parse_failures": "Parse failures",
     "calls": "Model calls",
     "cache_hits": "Cache hits",
+    "failed_calls": "Failed calls",
+    "cost_usd": "Cost (USD)",
+    "cost_usd_this_run": "Spent this run (USD)",
 }
 # Counts are shown without decimals even when NaNs forced the column to float.
 _COUNT_COLUMNS = {"n", *COUNT_COLUMNS}
@@ -129,6 +132,8 @@ def _format_value(column: str, value: object) -> str:
         number = float(value)
         if math.isinf(number):
             return "∞" if number > 0 else "-∞"
+        if column.startswith("cost"):
+            return f"{number:.4f}"
         if column in _COUNT_COLUMNS or (isinstance(value, int) and not isinstance(value, float)):
             return f"{int(round(number)):d}" if number.is_integer() else f"{number:.3f}"
         return f"{number:.3f}"

@@ -1,0 +1,47 @@
+"""`budget.max_usd`: stop a run before a call could take spending past the budget.
+
+Each call that will reach the provider first reserves its worst case (estimated input tokens
+plus `max_tokens` of output); the reservation is settled with the real usage when it returns.
+The run stops cleanly at the first call that does not fit, keeping every finished record.
+"""
+
+from __future__ import annotations
+
+from cotfaith.errors import CotfaithError
+from cotfaith.models.base import ModelRequest, Usage
+from cotfaith.pricing import Price, estimate_tokens
+
+
+class BudgetExceeded(CotfaithError):
+    pass
+
+
+class Budget:
+    def __init__(self, max_usd: float | None, price: Price | None):
+        self.max_usd = max_usd
+        self.price = price
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def worst_case(self, request: ModelRequest) -> float:
+        if self.price is None:
+            return 0.0
+        text = "".join(m.content for m in request.messages) + (request.prefill or "")
+        usage = Usage(input_tokens=estimate_tokens(text), output_tokens=request.max_tokens)
+        return self.price.cost(usage)
+
+    def reserve(self, request: ModelRequest) -> float:
+        estimate = self.worst_case(request)
+        if self.max_usd is not None and self.spent + self.reserved + estimate > self.max_usd:
+            raise BudgetExceeded(
+                f"budget.max_usd={self.max_usd:g} reached: ${self.spent:.4f} spent, "
+                f"${self.reserved:.4f} in flight, next call could cost up to ${estimate:.4f}. "
+                "Every finished record is kept; rerun with a larger budget to continue "
+                "(calls already made are served from the cache for free)."
+            )
+        self.reserved += estimate
+        return estimate
+
+    def settle(self, estimate: float, cost: float | None) -> None:
+        self.reserved -= estimate
+        self.spent += cost or 0.0

@@ -1,0 +1,147 @@
+"""Anthropic messages API.
+
+No logprobs, so answers are read after a prefilled "The single, most likely answer is (" where
+the model accepts assistant prefill, and parsed from an instructed reply where it does not
+(newer Claude models answer a prefill with a 400). `prefill: auto` probes once; the outcome is
+kept in the cache so a replay decides the same way. Newer Claude models also reject requests
+that set both temperature and top_p, hence `omit_params: [top_p]` in conf/model/anthropic.yaml;
+the newest accept no sampling parameters at all (`omit_params: [temperature, top_p]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotfaith.errors import CacheMiss
+from cotfaith.models.api import HAVE_AIOHTTP, ApiModel
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+
+
+class AnthropicMessages(ApiModel):
+    provider = "anthropic"
+    continuation = "prefill"
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        super().__init__(cfg)
+        self.prefill_setting = str(cfg.get("prefill", "auto")).lower()
+        self.capabilities = Capabilities(
+            prefill=self.prefill_setting != "false", logprobs=False, completion=False
+        )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.name,
+            "base_url": self.base_url,
+        }
+        if self.omit:
+            ident["omit_params"] = list(self.omit)
+        return ident
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from anthropic import AsyncAnthropic, DefaultAioHttpClient
+
+            self._client = AsyncAnthropic(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=0,  # our retry layer is the only one
+                timeout=self.timeout,
+                http_client=DefaultAioHttpClient() if HAVE_AIOHTTP else None,
+            )
+        return self._client
+
+    async def _call(self, request: ModelRequest) -> ModelResponse:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        messages = [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ]
+        if request.prefill is not None:
+            # the API rejects a final assistant turn that ends in white space
+            messages.append({"role": "assistant", "content": request.prefill.rstrip()})
+        # The 1.x/2.x SDKs dropped the sampling keywords from create(); the API still takes
+        # them (where the model allows), so they travel in the body.
+        sampling: dict[str, Any] = {"temperature": request.temperature, "top_p": request.top_p}
+        for name in self.omit:
+            sampling.pop(name, None)
+        params: dict[str, Any] = {}
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
+        if system:
+            params["system"] = system
+        response = await self.client.messages.create(
+            model=self.name,
+            messages=messages,
+            max_tokens=request.max_tokens,
+            # no seed in this API: the sample index travels as a header (ignored by the API,
+            # read by the loopback test servers)
+            extra_headers={"x-cotfaith-sample": str(request.sample_index)},
+            extra_body=sampling or None,
+            **params,
+        )
+        text = "".join(getattr(b, "text", "") for b in response.content)
+        u = response.usage
+        return ModelResponse(
+            text=text,
+            finish_reason=response.stop_reason,
+            usage=Usage(
+                input_tokens=u.input_tokens or 0,
+                output_tokens=u.output_tokens or 0,
+                cached_input_tokens=getattr(u, "cache_read_input_tokens", 0) or 0,
+            ),
+        )
+
+    async def preflight(self, probes: ProbeStore) -> None:
+        known = probes.get_probe("prefill", self.identity)
+        if self.prefill_setting == "auto" and known is None and probes.replay:
+            raise CacheMiss(
+                f"replay: the cache holds no prefill probe for anthropic/{self.name};"
+                " run once with the network first"
+            )
+        if probes.replay:
+            self._settle_prefill(known)
+            return
+        self.api_key()
+        try:
+            await self.client.models.retrieve(self.name)
+        except Exception as e:  # noqa: BLE001 - turned into one clear line
+            raise self.preflight_error(e) from e
+        if self.prefill_setting == "auto":
+            if known is None:
+                known = await self._probe_prefill()
+                probes.put_probe("prefill", self.identity, known)
+            self._settle_prefill(known)
+
+    def _settle_prefill(self, ok: bool | None) -> None:
+        if ok is None:
+            return
+        if not ok:
+            self.notice(
+                f"anthropic/{self.name} refuses assistant prefill (400): CoTs are asked "
+                "for by instruction and answers are parsed from the reply (answer "
+                "strategy 'parse'); results are not comparable with prefilled runs"
+            )
+        self.capabilities = Capabilities(prefill=bool(ok), logprobs=False, completion=False)
+
+    async def _probe_prefill(self) -> bool:
+        from anthropic import BadRequestError
+
+        try:
+            await self.client.messages.create(
+                model=self.name,
+                max_tokens=1,
+                messages=[
+                    {"role": "user", "content": "Reply with OK."},
+                    {"role": "assistant", "content": "O"},
+                ],
+            )
+        except BadRequestError as e:
+            if "prefill" in str(e).lower():
+                return False
+            raise self.preflight_error(e) from e
+        except Exception as e:  # noqa: BLE001
+            raise self.preflight_error(e) from e
+        return True

@@ -1,0 +1,111 @@
+"""What the HTTP API backends share: keys, the retry layer, rate limits, preflight errors.
+
+API keys are read from the environment variable NAMED in the config (`api_key_env`), only when
+a call is about to be made, and never stored on anything that is written out (identity,
+records, logs, cache). A replay needs no key at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from cotfaith.errors import ConfigError
+from cotfaith.models.base import Model, ModelRequest, ModelResponse
+from cotfaith.models.ratelimit import RateLimiter
+from cotfaith.models.retry import Gate, RetryPolicy, RetryStats, with_retries
+from cotfaith.pricing import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+try:  # the SDKs' aiohttp transport is much lighter per call than the default one
+    import aiohttp  # noqa: F401
+
+    HAVE_AIOHTTP = True
+except ImportError:  # pragma: no cover - aiohttp is a dependency, but stay usable without it
+    HAVE_AIOHTTP = False
+
+
+class ApiModel(Model):
+    provider: str = "api"
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        self.cfg = dict(cfg)
+        self.name = str(cfg["name"])
+        self.base_url = str(cfg["base_url"]).rstrip("/") if cfg.get("base_url") else None
+        self.api_key_env = cfg.get("api_key_env")
+        self.timeout = float(cfg.get("timeout") or 120)
+        self.concurrency = int(cfg.get("concurrency") or 16)
+        self.omit = tuple(sorted(cfg.get("omit_params") or ()))
+        self.policy = RetryPolicy(
+            retries=int(cfg.get("retries", 8)),
+            initial=float(cfg.get("retry_initial", 0.5)),
+            maximum=float(cfg.get("retry_max", 60)),
+        )
+        self.limiter = RateLimiter(cfg.get("requests_per_minute"), cfg.get("tokens_per_minute"))
+        self.retry_stats = RetryStats()
+        self.gate = Gate()
+        self.notices: list[str] = []
+        """Things the user must know about this run (shown once in the log and the report)."""
+        self._client: Any = None
+
+    # ------------------------------------------------------------------ keys
+    def api_key(self) -> str:
+        if not self.api_key_env:
+            return "EMPTY"  # local servers (vLLM, Ollama, llama.cpp) usually take any key
+        key = os.environ.get(str(self.api_key_env))
+        if not key:
+            raise ConfigError(
+                f"model.api_key_env: the environment variable {self.api_key_env} is not set "
+                f"(needed to call {self.provider}/{self.name}); export it, or rerun with "
+                "cache.mode=replay to use only cached responses"
+            )
+        return key
+
+    def notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
+            log.warning("%s", text)
+
+    # ------------------------------------------------------------------ calls
+    def where(self) -> str:
+        return self.base_url or f"the {self.provider} API"
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        if self.limiter.active:
+            text = "".join(m.content for m in request.messages) + (request.prefill or "")
+            await self.limiter.acquire(estimate_tokens(text) + request.max_tokens)
+        return await with_retries(
+            lambda: self._call(request),
+            self.policy,
+            self.retry_stats,
+            self.gate,
+            lambda: f"{self.provider}/{self.name} ({request.describe()})",
+        )
+
+    async def _call(self, request: ModelRequest) -> ModelResponse:
+        raise NotImplementedError
+
+    def preflight_error(self, exc: Exception) -> ConfigError:
+        """One clear line for what can go wrong before a run starts."""
+        status = getattr(exc, "status_code", None)
+        name = type(exc).__name__
+        if status in (401, 403):
+            return ConfigError(
+                f"model.api_key_env: {self.where()} rejected the key in "
+                f"${self.api_key_env} ({status} {name})"
+            )
+        if status == 404:
+            return ConfigError(
+                f"model.name: {self.name!r} is not a model served by {self.where()} (404)"
+            )
+        if "Connection" in name or "Timeout" in name:
+            return ConfigError(f"model.base_url: cannot reach {self.where()} ({name}: {exc})")
+        return ConfigError(f"{self.provider}/{self.name}: preflight failed: {name}: {exc}")
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,227 @@
+"""OpenAI chat completions, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp).
+
+Continuation of a partial assistant turn (`continuation`):
+- `none`: OpenAI's own API, which cannot continue an assistant turn;
+- `prefill`: vLLM's `continue_final_message` (the trailing assistant message is continued);
+- `completion`: the raw `/v1/completions` endpoint with the conversation rendered by a chat
+  template (ChatML), for servers and models where that is exact.
+Answers are read from logprobs where the model returns them; `logprobs: auto` probes once (the
+outcome is kept in the cache, so a replay decides the same way) and falls back to parsing.
+The sample index is sent as `seed`, so a sample is reproducible where the server honours it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cotfaith.errors import CacheMiss, ConfigError
+from cotfaith.models import chat_template
+from cotfaith.models.api import HAVE_AIOHTTP, ApiModel
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+
+CONTINUATIONS = ("none", "prefill", "completion")
+
+
+class OpenAIChat(ApiModel):
+    def __init__(self, cfg: Mapping[str, Any], provider: str = "openai"):
+        super().__init__(cfg)
+        self.provider = provider
+        self.continuation = str(cfg.get("continuation") or "none")
+        if self.continuation not in CONTINUATIONS:
+            raise ConfigError(
+                f"model.continuation: {self.continuation!r} is not one of {CONTINUATIONS}"
+            )
+        self.template = str(cfg.get("chat_template") or "chatml")
+        self.logprobs_setting = str(cfg.get("logprobs", "auto")).lower()
+        self.send_seed = bool(cfg.get("send_seed", True))
+        # OpenAI's own API names the output cap max_completion_tokens; servers use max_tokens
+        self.max_tokens_field = "max_completion_tokens" if provider == "openai" else "max_tokens"
+        self.capabilities = Capabilities(
+            prefill=self.continuation != "none",
+            logprobs=self.logprobs_setting != "false",
+            completion=self.continuation == "completion",
+        )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.name,
+            "base_url": self.base_url,
+            "endpoint": "completions" if self.continuation == "completion" else "chat",
+            "continuation": self.continuation,
+        }
+        if self.continuation == "completion":
+            ident["chat_template"] = self.template
+        if self.omit:
+            ident["omit_params"] = list(self.omit)
+        return ident
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI, DefaultAioHttpClient
+
+            self._client = AsyncOpenAI(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=0,  # our retry layer is the only one
+                timeout=self.timeout,
+                http_client=DefaultAioHttpClient() if HAVE_AIOHTTP else None,
+            )
+        return self._client
+
+    # ------------------------------------------------------------------ calls
+    def _sampling(self, request: ModelRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": request.temperature, "top_p": request.top_p}
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if self.send_seed and request.temperature > 0:
+            params["seed"] = request.sample_index
+        for name in self.omit:
+            params.pop(name, None)
+        return params
+
+    async def _call(self, request: ModelRequest) -> ModelResponse:
+        if self.continuation == "completion":
+            return await self._complete(request)
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        extra: dict[str, Any] = {}
+        if request.prefill is not None:
+            if self.continuation != "prefill":
+                raise ValueError(f"{self.provider}/{self.name} cannot continue a prefill")
+            messages.append({"role": "assistant", "content": request.prefill})
+            extra = {"continue_final_message": True, "add_generation_prompt": False}
+        params = self._sampling(request)
+        params[self.max_tokens_field] = request.max_tokens
+        if request.top_logprobs:
+            params["logprobs"] = True
+            params["top_logprobs"] = min(request.top_logprobs, 20)
+        response = await self.client.chat.completions.create(
+            model=self.name, messages=messages, extra_body=extra or None, **params
+        )
+        choice = response.choices[0]
+        top = None
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        if content:
+            top = {}
+            for alt in content[0].top_logprobs or []:
+                top[alt.token] = max(alt.logprob, top.get(alt.token, float("-inf")))
+        return ModelResponse(
+            text=choice.message.content or "",
+            top_logprobs=top,
+            finish_reason=choice.finish_reason,
+            usage=_usage(response.usage),
+        )
+
+    async def _complete(self, request: ModelRequest) -> ModelResponse:
+        prompt = chat_template.render(request.messages, request.prefill, self.template)
+        params = self._sampling(request)
+        params["stop"] = [*params.get("stop", []), "<|im_end|>"]
+        if request.top_logprobs:
+            params["logprobs"] = min(request.top_logprobs, 20)
+        response = await self.client.completions.create(
+            model=self.name, prompt=prompt, max_tokens=request.max_tokens, **params
+        )
+        choice = response.choices[0]
+        top = None
+        if choice.logprobs is not None and choice.logprobs.top_logprobs:
+            top = dict(choice.logprobs.top_logprobs[0])
+        return ModelResponse(
+            text=choice.text or "",
+            top_logprobs=top,
+            finish_reason=choice.finish_reason,
+            usage=_usage(response.usage),
+        )
+
+    # ------------------------------------------------------------------ preflight
+    async def preflight(self, probes: ProbeStore) -> None:
+        if self.logprobs_setting == "auto":
+            known = probes.get_probe("logprobs", self.identity)
+            if known is None and probes.replay:
+                raise CacheMiss(
+                    f"replay: the cache holds no logprobs probe for "
+                    f"{self.provider}/{self.name}; run once with the network first"
+                )
+        if probes.replay:
+            self._settle_logprobs(probes.get_probe("logprobs", self.identity))
+            return
+        self.api_key()  # a missing key fails here, before anything else
+        await self._check_model()
+        if self.logprobs_setting == "auto":
+            known = probes.get_probe("logprobs", self.identity)
+            if known is None:
+                known = await self._probe_logprobs()
+                probes.put_probe("logprobs", self.identity, known)
+            self._settle_logprobs(known)
+
+    def _settle_logprobs(self, ok: bool | None) -> None:
+        if ok is None:
+            return
+        if not ok:
+            self.notice(
+                f"{self.provider}/{self.name} returns no logprobs: answers are read "
+                "by parsing an instructed reply (answer strategy 'parse')"
+            )
+        self.capabilities = Capabilities(
+            prefill=self.capabilities.prefill,
+            logprobs=bool(ok),
+            completion=self.capabilities.completion,
+        )
+
+    async def _check_model(self) -> None:
+        from openai import NotFoundError
+
+        try:
+            if self.provider == "openai":
+                await self.client.models.retrieve(self.name)
+                return
+            page = await self.client.models.list()
+            served = [m.id for m in page.data]
+        except NotFoundError as e:
+            if self.provider == "openai":
+                raise self.preflight_error(e) from e
+            return  # some servers have no models endpoint: nothing to check against
+        except Exception as e:  # noqa: BLE001 - turned into one clear line
+            raise self.preflight_error(e) from e
+        if served and self.name not in served:
+            raise ConfigError(
+                f"model.name: {self.name!r} is not served by {self.where()}; "
+                f"it serves {served[:10]}"
+            )
+
+    async def _probe_logprobs(self) -> bool:
+        from openai import BadRequestError
+
+        try:
+            response = await self.client.chat.completions.create(
+                model=self.name,
+                messages=[{"role": "user", "content": "Reply with the letter A."}],
+                logprobs=True,
+                top_logprobs=5,
+                **{self.max_tokens_field: 1},
+            )
+        except BadRequestError as e:
+            if "logprob" in str(e).lower():
+                return False
+            raise self.preflight_error(e) from e
+        except Exception as e:  # noqa: BLE001
+            raise self.preflight_error(e) from e
+        choice = response.choices[0]
+        return bool(choice.logprobs and choice.logprobs.content)
+
+
+def _usage(u: Any) -> Usage:
+    if u is None:
+        return Usage()
+    cached = getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", None) or 0
+    reasoning = (
+        getattr(getattr(u, "completion_tokens_details", None), "reasoning_tokens", None) or 0
+    )
+    return Usage(
+        input_tokens=u.prompt_tokens or 0,
+        output_tokens=u.completion_tokens or 0,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+    )

@@ -1,0 +1,147 @@
+"""The one retry layer: exponential backoff with full jitter, honouring Retry-After.
+
+The SDKs' own retries are switched off (max_retries=0) so that retries are not stacked and every
+one is counted. Retried: 429, 408, 409, 5xx (529 included), timeouts, connection errors, and
+bodies that do not parse. Not retried: other 4xx (bad request, auth, not found), which no
+amount of waiting fixes. Under 429s a shared gate pauses every caller until the server's
+Retry-After has passed, so a rate-limited run backs off as a whole instead of hammering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 8
+    initial: float = 0.5
+    """First backoff ceiling in seconds; doubles each attempt (full jitter below it)."""
+    maximum: float = 60.0
+
+
+@dataclass
+class RetryStats:
+    retries: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    exhausted: int = 0
+
+
+class CallFailed(Exception):
+    """A call that still failed after every retry (or failed in a way no retry fixes)."""
+
+    def __init__(self, message: str, reason: str, attempts: int):
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, retry-after seconds or date)."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+    except (TypeError, ValueError):
+        return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(exc: BaseException) -> tuple[str, float | None] | None:
+    """(reason, server-requested wait) for a retryable error, None for a final one.
+
+    Works on both SDKs' exception hierarchies by their shared shape (status_code, response).
+    """
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if status == 429:
+            return "429", retry_after(headers)
+        if status in (408, 409) or status >= 500:
+            return f"{status}", retry_after(headers)
+        return None
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timeout", None
+    if "Connection" in name:
+        return "connection", None
+    if isinstance(exc, json.JSONDecodeError | ValueError) or "ResponseValidation" in name:
+        return "bad_body", None
+    return None
+
+
+class Gate:
+    """A shared pause: when the server says 'wait', everybody waits."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        self.until = max(self.until, time.monotonic() + seconds)
+
+    async def wait(self) -> None:
+        delay = self.until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    stats: RetryStats,
+    gate: Gate,
+    describe: Callable[[], str],
+) -> T:
+    attempt = 0
+    while True:
+        await gate.wait()
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised if final
+            verdict = classify(exc)
+            if verdict is None:
+                raise CallFailed(
+                    f"{describe()}: {type(exc).__name__}: {exc}", "error", attempt + 1
+                ) from exc
+            reason, asked = verdict
+            if attempt >= policy.retries:
+                stats.exhausted += 1
+                raise CallFailed(
+                    f"{describe()}: gave up after {attempt + 1} attempts "
+                    f"(last: {reason}, {type(exc).__name__})",
+                    reason,
+                    attempt + 1,
+                ) from exc
+            backoff = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
+            wait = max(backoff, asked or 0.0)
+            if reason == "429" and asked is not None:
+                gate.hold(asked)
+            stats.retries += 1
+            stats.by_reason[reason] += 1
+            attempt += 1
+            await asyncio.sleep(wait)
