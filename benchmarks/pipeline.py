@@ -40,21 +40,29 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--concurrency", type=int, default=64)
     args = ap.parse_args()
-    overrides = [f"task.n_questions={args.questions}", f"sampling.n_samples={args.samples}",
-                 f"model.latency={args.latency}", f"model.concurrency={args.concurrency}"]
+    overrides = [
+        f"task.n_questions={args.questions}",
+        f"sampling.n_samples={args.samples}",
+        f"model.latency={args.latency}",
+        f"model.concurrency={args.concurrency}",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         run, elapsed = run_once(overrides, tmp / "cold", tmp / "cache.sqlite")
         computed = run["calls"] - run["cache_hits"]
         ideal = computed * args.latency / args.concurrency
-        print(f"cold run: {run['calls']} requests, {computed} computed, "
-              f"latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+        print(
+            f"cold run: {run['calls']} requests, {computed} computed, "
+            f"latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}"
+        )
         print(f"  achieved {elapsed:.2f} s vs ideal {ideal:.2f} s: ratio {ideal / elapsed:.2f}")
         run, elapsed = run_once(overrides, tmp / "warm", tmp / "cache.sqlite")
         assert run["calls"] == run["cache_hits"]
         per_call_ms = elapsed / run["calls"] * 1000
-        print(f"warm run (all {run['calls']} from cache): {elapsed:.2f} s, "
-              f"{per_call_ms:.3f} ms per request end to end")
+        print(
+            f"warm run (all {run['calls']} from cache): {elapsed:.2f} s, "
+            f"{per_call_ms:.3f} ms per request end to end"
+        )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ def _print_dry_run(result: RunResult) -> None:
     )
 
 
+# the HTTP clients log every request at INFO: too much for a run of thousands of calls
+for _name in ("httpx", "httpx2", "openai", "anthropic", "aiohttp"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
 def run(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)

@@ -15,9 +15,13 @@ VOLATILE = ("cached", "cache_hits")
 
 
 def run_cli(
-    cwd: Path, *overrides: str, check: bool = True, timeout: float = 300
+    cwd: Path,
+    *overrides: str,
+    check: bool = True,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     flags = [o for o in overrides if o.startswith("-")]
     rest = [o for o in overrides if not o.startswith("-")]
     proc = subprocess.run(

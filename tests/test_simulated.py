@@ -184,12 +184,15 @@ def test_logprobs_put_most_mass_on_the_answer():
     assert resp.text == q.letters[2]
 
 
-def test_a_request_without_a_question_block_is_rejected():
+def test_a_request_without_a_question_block_gets_a_short_generic_reply():
+    # backends probe capabilities with tiny prompts; the organism answers them like a model
     from cotfaith.models.base import Message
 
-    bad = ModelRequest(messages=(Message("user", "Hello"),), prefill=T.answer_prefix)
-    with pytest.raises(ValueError, match="Question"):
-        run(MODEL.generate(bad))
+    probe = ModelRequest(messages=(Message("user", "Reply with the letter A."),), top_logprobs=5)
+    resp = run(MODEL.generate(probe))
+    assert resp.text == "A" and max(resp.top_logprobs, key=resp.top_logprobs.get) == "A"
+    plain = run(MODEL.generate(ModelRequest(messages=(Message("user", "Hello"),))))
+    assert plain.text and plain.top_logprobs is None
 
 
 # --------------------------------------------------------------------------- knobs

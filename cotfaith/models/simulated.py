@@ -172,7 +172,12 @@ class SimulatedModel(Model):
         if self.latency:
             await asyncio.sleep(self.latency)
         p = _read_prompt(request)
-        if p.wants_answer:
+        if p is None:
+            # not one of the project's prompts (a backend's capability probe, say): a short,
+            # well-formed reply, as a real model would give
+            text = "A"
+            logprobs = {"A": math.log(0.9), "B": math.log(0.1)} if request.top_logprobs else None
+        elif p.wants_answer:
             letter = self._answer(p)
             # after a prefilled "(" the next token is the letter; otherwise as instructed
             text = (
@@ -215,11 +220,14 @@ def _split_done(cot: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", cot.strip()) if s]
 
 
-def _read_prompt(request: ModelRequest) -> _Prompt:
-    first = request.messages[0].content
+def _read_prompt(request: ModelRequest) -> _Prompt | None:
+    turns = [m for m in request.messages if m.role != "system"]  # a system prompt is context
+    if not turns:
+        return None
+    first = turns[0].content
     m = re.search(r"Question:\s*(.*?)\n\s*\nChoices:\n(.*)", first, re.S)
     if not m:
-        raise ValueError("simulated model: the first turn holds no 'Question: ... Choices:' block")
+        return None
     question = m.group(1).strip()
     letters, choices = [], []
     for line in m.group(2).splitlines():
@@ -230,15 +238,15 @@ def _read_prompt(request: ModelRequest) -> _Prompt:
         elif letters:
             break
     cot = None
-    for msg in request.messages[1:]:
+    for msg in turns[1:]:
         if msg.role == "assistant" and msg.content.startswith(_COT_MARK):
             cot = msg.content[len(_COT_MARK) :]
     prefill = request.prefill or ""
-    last = request.messages[-1].content
+    last = turns[-1].content
     reply = "letter"
-    if prefill.startswith(_COT_MARK) and len(request.messages) == 1:
+    if prefill.startswith(_COT_MARK) and len(turns) == 1:
         cot, wants_answer = prefill[len(_COT_MARK) :], False
-    elif not prefill and len(request.messages) == 1 and "step by step" in last:
+    elif not prefill and len(turns) == 1 and "step by step" in last:
         wants_answer = False  # asked for a CoT in words: the backend cannot prefill
     else:
         wants_answer = True

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cotfaith.metrics import early_answering_curves, summarize
+from cotfaith.metrics import answered, early_answering_curves, summarize
 from cotfaith.records import REFERENCE, read_records
 from cotfaith.report.figures import plot_aoc_summary, plot_early_answering, plot_length_histogram
 from cotfaith.report.html import render_report
@@ -127,7 +127,8 @@ def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.Da
             if k in model
         }
     )
-    ref = records[records["intervention"] == REFERENCE]
+    ok = answered(records)
+    ref = ok[ok["intervention"] == REFERENCE]
     implied = implied_aoc(knobs, list(zip(ref["n_steps"], ref["n_choices"], strict=True)))
     measured = summary.loc[summary["intervention"] == "truncation", "aoc"]
     text = (
@@ -164,7 +165,8 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
             curves, fig_dir / "early_answering.png", min_cots=settings.min_cots_per_length
         )
         figures["AOC by task"] = plot_aoc_summary(summary, fig_dir / "aoc.png")
-    ref = records[records["intervention"] == REFERENCE]
+    ok = answered(records)
+    ref = ok[ok["intervention"] == REFERENCE]
     if not ref.empty:
         figures["CoT length"] = plot_length_histogram(
             ref[["model", "task", "n_steps"]].astype({"n_steps": int}), fig_dir / "cot_lengths.png"
