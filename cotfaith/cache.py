@@ -198,7 +198,8 @@ class CachedModel:
         self._inflight: dict[str, asyncio.Future[ModelResponse]] = {}
 
     async def generate(self, request: ModelRequest) -> tuple[ModelResponse, str]:
-        key = request_key(self.identity, request)
+        canonical = request.to_dict()
+        key = request_key(self.identity, canonical)
         self.stats.calls += 1
         hit = self.cache.get(key)
         if hit is not None:
@@ -225,7 +226,7 @@ class CachedModel:
             self._priced(response)
             cost = response.cost_usd
             if response.text or response.top_logprobs:
-                self.cache.put(key, self.identity, request.to_dict(), response.to_dict())
+                self.cache.put(key, self.identity, canonical, response.to_dict())
             future.set_result(response)
         except asyncio.CancelledError:
             future.cancel()

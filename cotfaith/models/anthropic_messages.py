@@ -63,34 +63,41 @@ class AnthropicMessages(ApiModel):
             # the API rejects a final assistant turn that ends in white space
             messages.append({"role": "assistant", "content": request.prefill.rstrip()})
         # The 1.x/2.x SDKs dropped the sampling keywords from create(); the API still takes
-        # them (where the model allows), so they travel in the body.
+        # them (where the model allows) in the body.
         sampling: dict[str, Any] = {"temperature": request.temperature, "top_p": request.top_p}
         for name in self.omit:
             sampling.pop(name, None)
-        params: dict[str, Any] = {}
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            **sampling,
+        }
         if request.stop:
-            params["stop_sequences"] = list(request.stop)
+            body["stop_sequences"] = list(request.stop)
         if system:
-            params["system"] = system
-        response = await self.client.messages.create(
-            model=self.name,
-            messages=messages,
-            max_tokens=request.max_tokens,
+            body["system"] = system
+        # the SDK's documented raw-request path: auth, transport and error mapping stay the
+        # SDK's; its per-call param transform and response models (the costly part) are skipped
+        data = await self.client.post(
+            "/v1/messages",
+            cast_to=object,
+            body=body,
             # no seed in this API: the sample index travels as a header (ignored by the API,
             # read by the loopback test servers)
-            extra_headers={"x-cotfaith-sample": str(request.sample_index)},
-            extra_body=sampling or None,
-            **params,
+            options={"headers": {"x-cotfaith-sample": str(request.sample_index)}},
         )
-        text = "".join(getattr(b, "text", "") for b in response.content)
-        u = response.usage
+        if not isinstance(data, dict) or "content" not in data:
+            raise ValueError(f"unexpected response body from {self.where()}: {data!r:.200}")
+        text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
+        u = data.get("usage") or {}
         return ModelResponse(
             text=text,
-            finish_reason=response.stop_reason,
+            finish_reason=data.get("stop_reason"),
             usage=Usage(
-                input_tokens=u.input_tokens or 0,
-                output_tokens=u.output_tokens or 0,
-                cached_input_tokens=getattr(u, "cache_read_input_tokens", 0) or 0,
+                input_tokens=u.get("input_tokens") or 0,
+                output_tokens=u.get("output_tokens") or 0,
+                cached_input_tokens=u.get("cache_read_input_tokens") or 0,
             ),
         )
 

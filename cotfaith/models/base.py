@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -41,10 +41,17 @@ class ModelRequest:
     """Tells independent samples of the same prompt apart (part of the key on purpose)."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["messages"] = [asdict(m) for m in self.messages]
-        d["stop"] = list(self.stop)
-        return d
+        # by hand rather than dataclasses.asdict: this runs on every call (hot path)
+        return {
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "prefill": self.prefill,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "stop": list(self.stop),
+            "top_logprobs": self.top_logprobs,
+            "sample_index": self.sample_index,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelRequest:
@@ -84,10 +91,18 @@ class ModelResponse:
     """What this call costs at the configured prices (derived, never stored)."""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("cached")
-        d.pop("cost_usd")
-        return d
+        u = self.usage
+        return {
+            "text": self.text,
+            "top_logprobs": self.top_logprobs,
+            "finish_reason": self.finish_reason,
+            "usage": {
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "cached_input_tokens": u.cached_input_tokens,
+                "reasoning_tokens": u.reasoning_tokens,
+            },
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], cached: bool = False) -> ModelResponse:
@@ -122,10 +137,12 @@ class ProbeStore(ABC):
     """True when no network may be used: a missing probe outcome is then an error."""
 
 
-def request_key(identity: dict[str, Any], request: ModelRequest) -> str:
+def request_key(identity: dict[str, Any], request: ModelRequest | dict[str, Any]) -> str:
     """Content hash of (backend identity, request): the cache key."""
+    if isinstance(request, ModelRequest):
+        request = request.to_dict()
     payload = json.dumps(
-        {"backend": identity, "request": request.to_dict()},
+        {"backend": identity, "request": request},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

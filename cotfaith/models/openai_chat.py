@@ -93,46 +93,61 @@ class OpenAIChat(ApiModel):
                 raise ValueError(f"{self.provider}/{self.name} cannot continue a prefill")
             messages.append({"role": "assistant", "content": request.prefill})
             extra = {"continue_final_message": True, "add_generation_prompt": False}
-        params = self._sampling(request)
-        params[self.max_tokens_field] = request.max_tokens
+        body = {"model": self.name, "messages": messages, **self._sampling(request), **extra}
+        body[self.max_tokens_field] = request.max_tokens
         if request.top_logprobs:
-            params["logprobs"] = True
-            params["top_logprobs"] = min(request.top_logprobs, 20)
-        response = await self.client.chat.completions.create(
-            model=self.name, messages=messages, extra_body=extra or None, **params
-        )
-        choice = response.choices[0]
+            body["logprobs"] = True
+            body["top_logprobs"] = min(request.top_logprobs, 20)
+        data = await self._post("/chat/completions", body)
+        choice = data["choices"][0]
         top = None
-        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        content = (choice.get("logprobs") or {}).get("content")
         if content:
             top = {}
-            for alt in content[0].top_logprobs or []:
-                top[alt.token] = max(alt.logprob, top.get(alt.token, float("-inf")))
+            for alt in content[0].get("top_logprobs") or []:
+                top[alt["token"]] = max(alt["logprob"], top.get(alt["token"], float("-inf")))
         return ModelResponse(
-            text=choice.message.content or "",
+            text=(choice.get("message") or {}).get("content") or "",
             top_logprobs=top,
-            finish_reason=choice.finish_reason,
-            usage=_usage(response.usage),
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(data.get("usage")),
         )
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST through the SDK's documented raw-request path (`client.post`).
+
+        The SDK still does auth, headers, the HTTP transport and maps error statuses to its
+        exceptions; what we skip is its per-call transform of typed params and the pydantic
+        response models, which cost more CPU than everything else per call (profiled in
+        benchmarks/throughput.py). The body is plain JSON we build ourselves.
+        """
+        data = await self.client.post(
+            path, cast_to=object, body=body, options={"security": {"bearer_auth": True}}
+        )
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise ValueError(f"unexpected response body from {self.where()}{path}: {data!r:.200}")
+        return data
 
     async def _complete(self, request: ModelRequest) -> ModelResponse:
         prompt = chat_template.render(request.messages, request.prefill, self.template)
-        params = self._sampling(request)
-        params["stop"] = [*params.get("stop", []), "<|im_end|>"]
+        body = {
+            "model": self.name,
+            "prompt": prompt,
+            "max_tokens": request.max_tokens,
+            **self._sampling(request),
+        }
+        body["stop"] = [*body.get("stop", []), "<|im_end|>"]
         if request.top_logprobs:
-            params["logprobs"] = min(request.top_logprobs, 20)
-        response = await self.client.completions.create(
-            model=self.name, prompt=prompt, max_tokens=request.max_tokens, **params
-        )
-        choice = response.choices[0]
-        top = None
-        if choice.logprobs is not None and choice.logprobs.top_logprobs:
-            top = dict(choice.logprobs.top_logprobs[0])
+            body["logprobs"] = min(request.top_logprobs, 20)
+        data = await self._post("/completions", body)
+        choice = data["choices"][0]
+        lp = choice.get("logprobs") or {}
+        top = dict(lp["top_logprobs"][0]) if lp.get("top_logprobs") else None
         return ModelResponse(
-            text=choice.text or "",
+            text=choice.get("text") or "",
             top_logprobs=top,
-            finish_reason=choice.finish_reason,
-            usage=_usage(response.usage),
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(data.get("usage")),
         )
 
     # ------------------------------------------------------------------ preflight
@@ -212,16 +227,14 @@ class OpenAIChat(ApiModel):
         return bool(choice.logprobs and choice.logprobs.content)
 
 
-def _usage(u: Any) -> Usage:
-    if u is None:
+def _usage(u: dict[str, Any] | None) -> Usage:
+    if not u:
         return Usage()
-    cached = getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", None) or 0
-    reasoning = (
-        getattr(getattr(u, "completion_tokens_details", None), "reasoning_tokens", None) or 0
-    )
+    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     return Usage(
-        input_tokens=u.prompt_tokens or 0,
-        output_tokens=u.completion_tokens or 0,
+        input_tokens=u.get("prompt_tokens") or 0,
+        output_tokens=u.get("completion_tokens") or 0,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
     )
