@@ -231,18 +231,47 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
                 for s in range(n_samples):
                     tg.create_task(sample_unit(q, s))
     except* Exception as group:
-        # surface the first real error (a replay miss, the budget) rather than the group
-        raise group.exceptions[0] from None
+        # surface the first real error (a replay miss, the budget) rather than the group, and
+        # still say in run.json what was done and spent before it
+        error = group.exceptions[0]
+        _finish(bar, writer, traces_fh)
+        write_run_json(
+            _result(out_dir, started, writer, client, model, backend),
+            strategy,
+            segmenter,
+            client.identity,
+            cache,
+            ctx,
+            stopped_by=str(error),
+        )
+        raise error from None
     finally:
-        bar.close()
-        writer.close()
-        if traces_fh is not None:
-            traces_fh.close()
+        _finish(bar, writer, traces_fh)
         cache.close()
         await model.aclose()
+    result = _result(out_dir, started, writer, client, model, backend)
+    write_run_json(result, strategy, segmenter, client.identity, cache, ctx)
+    return result
+
+
+def _finish(bar: Any, writer: RecordWriter, traces_fh: Any) -> None:
+    bar.close()
+    writer.close()
+    if traces_fh is not None:
+        traces_fh.close()
+
+
+def _result(
+    out_dir: Path,
+    started: float,
+    writer: RecordWriter,
+    client: CachedModel,
+    model: Model,
+    backend: Model,
+) -> RunResult:
     stats = client.stats
     retry_stats = getattr(model, "retry_stats", None)
-    result = RunResult(
+    return RunResult(
         out_dir=out_dir,
         records=writer.count,
         calls=stats.calls,
@@ -255,8 +284,6 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         notices=list(getattr(model, "notices", [])),
         dry_run=backend.estimate(stats.cache_hits) if isinstance(backend, DryRunModel) else None,
     )
-    write_run_json(result, strategy, segmenter, client.identity, cache, ctx)
-    return result
 
 
 def _count_failed(path: Path) -> int:
@@ -271,6 +298,7 @@ def write_run_json(
     identity: dict[str, Any],
     cache: RequestCache,
     ctx: RunContext,
+    stopped_by: str | None = None,
 ) -> None:
     data = {
         "records": result.records,
@@ -290,6 +318,8 @@ def write_run_json(
         "cache_path": str(cache.path),
         "cache_mode": cache.mode.value,
     }
+    if stopped_by is not None:
+        data["stopped_by"] = stopped_by
     if result.dry_run is not None:
         data["dry_run"] = result.dry_run
     name = "dry_run.json" if result.dry_run is not None else "run.json"

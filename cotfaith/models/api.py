@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from cotfaith.errors import ConfigError
 from cotfaith.models.base import Model, ModelRequest, ModelResponse
 from cotfaith.models.ratelimit import RateLimiter
-from cotfaith.models.retry import Gate, RetryPolicy, RetryStats, with_retries
+from cotfaith.models.retry import CallFailed, Gate, RetryPolicy, RetryStats, with_retries
 from cotfaith.pricing import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,17 @@ try:  # the SDKs' aiohttp transport is much lighter per call than the default on
     HAVE_AIOHTTP = True
 except ImportError:  # pragma: no cover - aiohttp is a dependency, but stay usable without it
     HAVE_AIOHTTP = False
+
+
+# Providers echo (partly masked) keys in some error messages, e.g. "Incorrect API key provided:
+# sk-abc***xyz"; error text ends up in records and logs, so anything key-like is scrubbed.
+_KEYLIKE = re.compile(r"\b(?:sk|sk-ant|sk-proj|key)-[A-Za-z0-9_*\-]{6,}")
+
+
+def redact(text: str, key: str | None = None) -> str:
+    if key and key != "EMPTY":
+        text = text.replace(key, "[redacted]")
+    return _KEYLIKE.sub("[redacted]", text)
 
 
 class ApiModel(Model):
@@ -77,13 +89,17 @@ class ApiModel(Model):
         if self.limiter.active:
             text = "".join(m.content for m in request.messages) + (request.prefill or "")
             await self.limiter.acquire(estimate_tokens(text) + request.max_tokens)
-        return await with_retries(
-            lambda: self._call(request),
-            self.policy,
-            self.retry_stats,
-            self.gate,
-            lambda: f"{self.provider}/{self.name} ({request.describe()})",
-        )
+        try:
+            return await with_retries(
+                lambda: self._call(request),
+                self.policy,
+                self.retry_stats,
+                self.gate,
+                lambda: f"{self.provider}/{self.name} ({request.describe()})",
+            )
+        except CallFailed as e:
+            key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
+            raise CallFailed(redact(str(e), key), e.reason, e.attempts) from None
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         raise NotImplementedError
@@ -103,7 +119,10 @@ class ApiModel(Model):
             )
         if "Connection" in name or "Timeout" in name:
             return ConfigError(f"model.base_url: cannot reach {self.where()} ({name}: {exc})")
-        return ConfigError(f"{self.provider}/{self.name}: preflight failed: {name}: {exc}")
+        key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
+        return ConfigError(
+            f"{self.provider}/{self.name}: preflight failed: {name}: {redact(str(exc), key)}"
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
