@@ -41,7 +41,8 @@ class Answered:
 
 
 def failed_answer(error: CallFailed, key: str) -> Answered:
-    return Answered(ParsedAnswer(None, CALL_FAILED), ModelResponse(text=""), key, str(error))
+    response = ModelResponse(text="", retries=max(0, error.attempts - 1))
+    return Answered(ParsedAnswer(None, CALL_FAILED), response, key, str(error))
 
 
 @dataclass
@@ -122,6 +123,9 @@ class RunContext:
             answer_probs=parsed.probs,
             input_tokens=sum(r.usage.input_tokens for r in responses),
             output_tokens=sum(r.usage.output_tokens for r in responses),
+            cached_input_tokens=sum(r.usage.cached_input_tokens for r in responses),
+            reasoning_tokens=sum(r.usage.reasoning_tokens for r in responses),
+            retries=sum(r.retries for r in responses),
             cost_usd=sum(costs) if costs else None,
             calls=len(responses),
             cache_hits=sum(r.cached for r in responses),

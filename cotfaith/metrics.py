@@ -26,9 +26,12 @@ COUNT_COLUMNS = (
     "parse_failures",
     "no_reference",
     "calls",
+    "retries",
     "cache_hits",
     "input_tokens",
     "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
 )
 SUMMARY_COLUMNS = (
     "model",
@@ -48,9 +51,12 @@ SUMMARY_COLUMNS = (
     "failed_calls",
     "no_reference",
     "calls",
+    "retries",
     "cache_hits",
     "input_tokens",
     "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "cost_usd",
     "cost_usd_this_run",
 )
@@ -232,8 +238,11 @@ def summarize(
                 failed_calls=int((all_iv["parse_status"] == CALL_FAILED).sum()),
                 calls=int(all_iv["calls"].sum()),
                 cache_hits=int(all_iv["cache_hits"].sum()),
+                retries=int(all_iv["retries"].sum()),
                 input_tokens=int(all_iv["input_tokens"].sum()),
                 output_tokens=int(all_iv["output_tokens"].sum()),
+                cached_input_tokens=int(all_iv["cached_input_tokens"].sum()),
+                reasoning_tokens=int(all_iv["reasoning_tokens"].sum()),
                 cost_usd=float(costs.sum()) if costs.notna().any() else float("nan"),
                 # rows whose calls all came from the cache cost nothing this time
                 cost_usd_this_run=float(costs[fresh].sum())

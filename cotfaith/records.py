@@ -54,7 +54,13 @@ class Record:
     answer_probs: dict[str, float] | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    """Input tokens the provider served from its prompt cache (billed lower)."""
+    reasoning_tokens: int = 0
+    """Hidden reasoning tokens, where the provider reports them (part of output_tokens)."""
     cost_usd: float | None = None
+    retries: int = 0
+    """Failed attempts retried before the calls behind this row succeeded (this run)."""
     calls: int = 1
     """Model calls behind this row (the answer, plus e.g. the CoT sample for `cot` rows)."""
     cache_hits: int = 0

@@ -189,6 +189,8 @@ def test_faults_are_retried_and_every_record_is_right(tmp_path, openai_server):
     assert run["failed_calls"] == 0
     assert run["retries"] == sum(stats["faults"].values())
     assert set(run["retry_reasons"]) == {"429", "500", "timeout", "bad_body"}
+    # ...and the summary counts them where they happened
+    assert summary(tmp_path / "out")["retries"].sum() == run["retries"]
     # every record present and right
     assert answers(tmp_path / "out") == answers(tmp_path / "simulated")
     # a completed request is never sent again within the run

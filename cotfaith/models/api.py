@@ -89,9 +89,16 @@ class ApiModel(Model):
         if self.limiter.active:
             text = "".join(m.content for m in request.messages) + (request.prefill or "")
             await self.limiter.acquire(estimate_tokens(text) + request.max_tokens)
+        attempts = 0
+
+        async def once() -> ModelResponse:
+            nonlocal attempts
+            attempts += 1
+            return await self._call(request)
+
         try:
-            return await with_retries(
-                lambda: self._call(request),
+            response = await with_retries(
+                once,
                 self.policy,
                 self.retry_stats,
                 self.gate,
@@ -100,6 +107,8 @@ class ApiModel(Model):
         except CallFailed as e:
             key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
             raise CallFailed(redact(str(e), key), e.reason, e.attempts) from None
+        response.retries = attempts - 1
+        return response
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         raise NotImplementedError

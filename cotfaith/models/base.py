@@ -89,6 +89,8 @@ class ModelResponse:
     """Served from the request cache rather than from the backend (never stored)."""
     cost_usd: float | None = None
     """What this call costs at the configured prices (derived, never stored)."""
+    retries: int = 0
+    """Failed attempts before this response (this run only, never stored)."""
 
     def to_dict(self) -> dict[str, Any]:
         u = self.usage
@@ -109,6 +111,7 @@ class ModelResponse:
         d = dict(d)
         d["usage"] = Usage(**d.get("usage", {}))
         d.pop("cost_usd", None)
+        d.pop("retries", None)
         return cls(**d, cached=cached)
 
 

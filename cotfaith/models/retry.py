@@ -139,8 +139,10 @@ async def with_retries(
                 ) from exc
             backoff = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
             wait = max(backoff, asked or 0.0)
-            if reason == "429" and asked is not None:
-                gate.hold(asked)
+            if reason == "429":
+                # sustained rate limiting is the server's state, not this call's: everyone
+                # pauses (for the server's Retry-After when it gives one)
+                gate.hold(wait)
             stats.retries += 1
             stats.by_reason[reason] += 1
             attempt += 1
