@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from cotfaith.errors import CacheMiss
-from cotfaith.models.api import HAVE_AIOHTTP, ApiModel
+from cotfaith.models.api import ApiModel
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
 
 
 class AnthropicMessages(ApiModel):
     provider = "anthropic"
+    sdk, sdk_client = "anthropic", "AsyncAnthropic"
     continuation = "prefill"
 
     def __init__(self, cfg: Mapping[str, Any]):
@@ -36,23 +37,7 @@ class AnthropicMessages(ApiModel):
             "model": self.name,
             "base_url": self.base_url,
         }
-        if self.omit:
-            ident["omit_params"] = list(self.omit)
-        return ident
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from anthropic import AsyncAnthropic, DefaultAioHttpClient
-
-            self._client = AsyncAnthropic(
-                api_key=self.api_key(),
-                base_url=self.base_url,
-                max_retries=0,  # our retry layer is the only one
-                timeout=self.timeout,
-                http_client=DefaultAioHttpClient() if HAVE_AIOHTTP else None,
-            )
-        return self._client
+        return self._with_omissions(ident)
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")

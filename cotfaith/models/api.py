@@ -7,6 +7,7 @@ records, logs, cache). A replay needs no key at all.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -42,6 +43,9 @@ def redact(text: str, key: str | None = None) -> str:
 
 class ApiModel(Model):
     provider: str = "api"
+    sdk: str = ""
+    """The SDK package ("openai" or "anthropic") and its async client class, below."""
+    sdk_client: str = ""
 
     def __init__(self, cfg: Mapping[str, Any]):
         self.cfg = dict(cfg)
@@ -75,6 +79,26 @@ class ApiModel(Model):
                 "cache.mode=replay to use only cached responses"
             )
         return key
+
+    @property
+    def client(self) -> Any:
+        """The official SDK's async client, made on first use (a replay never makes one)."""
+        if self._client is None:
+            sdk = importlib.import_module(self.sdk)
+            self._client = getattr(sdk, self.sdk_client)(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=0,  # our retry layer is the only one
+                timeout=self.timeout,
+                http_client=sdk.DefaultAioHttpClient() if HAVE_AIOHTTP else None,
+            )
+        return self._client
+
+    def _with_omissions(self, identity: dict[str, Any]) -> dict[str, Any]:
+        # parameters never sent change the output, so they belong to the cache key
+        if self.omit:
+            identity["omit_params"] = list(self.omit)
+        return identity
 
     def notice(self, text: str) -> None:
         if text not in self.notices:

@@ -17,13 +17,15 @@ from typing import Any
 
 from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models import chat_template
-from cotfaith.models.api import HAVE_AIOHTTP, ApiModel
+from cotfaith.models.api import ApiModel
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
 
 CONTINUATIONS = ("none", "prefill", "completion")
 
 
 class OpenAIChat(ApiModel):
+    sdk, sdk_client = "openai", "AsyncOpenAI"
+
     def __init__(self, cfg: Mapping[str, Any], provider: str = "openai"):
         super().__init__(cfg)
         self.provider = provider
@@ -54,23 +56,7 @@ class OpenAIChat(ApiModel):
         }
         if self.continuation == "completion":
             ident["chat_template"] = self.template
-        if self.omit:
-            ident["omit_params"] = list(self.omit)
-        return ident
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from openai import AsyncOpenAI, DefaultAioHttpClient
-
-            self._client = AsyncOpenAI(
-                api_key=self.api_key(),
-                base_url=self.base_url,
-                max_retries=0,  # our retry layer is the only one
-                timeout=self.timeout,
-                http_client=DefaultAioHttpClient() if HAVE_AIOHTTP else None,
-            )
-        return self._client
+        return self._with_omissions(ident)
 
     # ------------------------------------------------------------------ calls
     def _sampling(self, request: ModelRequest) -> dict[str, Any]:
