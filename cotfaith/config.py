@@ -1,7 +1,7 @@
 """Structured config schemas: typos in keys fail at composition, naming the key.
 
-Each config group (model/, task/, intervention/) has a schema stored in Hydra's ConfigStore as
-`<name>_schema`; the YAML files in conf/ extend it. The names below are part of the interface
+Each option of the config groups (model/, task/, intervention/) has a schema stored in Hydra's
+ConfigStore as `schema/<group>/<name>`; the YAML files in conf/ extend it. The names below are part of the interface
 (scripts and docs rely on them): task.n_questions, task.seed, sampling.n_samples,
 sampling.temperature, cache.mode, cache.path, model.faithfulness, intervention.
 """
@@ -189,16 +189,10 @@ class Config:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="model", name="simulated_schema", node=SimulatedModelConfig)
-    cs.store(group="model", name="openai_schema", node=OpenAIModelConfig)
-    cs.store(group="model", name="anthropic_schema", node=AnthropicModelConfig)
-    cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
-    cs.store(
-        group="intervention",
-        name="truncation_schema",
-        node=TruncationConfig,
-        package="intervention.truncation",
-    )
-    cs.store(
-        group="intervention", name="no_cot_schema", node=NoCotConfig, package="intervention.no_cot"
-    )
+    # schemas live in their own groups (schema/...) so `--help` lists only real options
+    cs.store(group="schema/model", name="simulated", node=SimulatedModelConfig)
+    cs.store(group="schema/model", name="openai", node=OpenAIModelConfig)
+    cs.store(group="schema/model", name="anthropic", node=AnthropicModelConfig)
+    cs.store(group="schema/task", name="arithmetic", node=ArithmeticTaskConfig)
+    cs.store(group="schema/intervention", name="truncation", node=TruncationConfig)
+    cs.store(group="schema/intervention", name="no_cot", node=NoCotConfig)
