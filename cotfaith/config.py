@@ -1,9 +1,10 @@
 """Structured config schemas: typos in keys fail at composition, naming the key.
 
 Each option of the config groups (model/, task/, intervention/) has a schema stored in Hydra's
-ConfigStore as `schema/<group>/<name>`; the YAML files in conf/ extend it. The names below are part of the interface
-(scripts and docs rely on them): task.n_questions, task.seed, sampling.n_samples,
-sampling.temperature, cache.mode, cache.path, model.faithfulness, intervention.
+ConfigStore as `schema/<group>/<name>`; the YAML files in conf/ extend it. The names below are
+part of the interface (scripts and docs rely on them): task.n_questions, task.seed,
+sampling.n_samples, sampling.temperature, cache.mode, cache.path, model.faithfulness,
+intervention.
 """
 
 from __future__ import annotations

@@ -35,19 +35,28 @@ class PriceTable:
     def __init__(self, table: Mapping[str, Any] | None):
         self._prices: dict[str, Price] = {}
         for name, entry in (table or {}).items():
+            problem = (
+                f"prices.{name}: expected input, output and optionally cached_input "
+                f"(USD per million tokens, numbers >= 0), got {entry!r}"
+            )
             try:
-                self._prices[str(name)] = Price(**dict(entry))
-            except TypeError as e:
-                raise ConfigError(
-                    f"prices.{name}: expected input, output and optionally cached_input "
-                    f"(USD per million tokens), got {dict(entry)}"
-                ) from e
+                price = Price(**dict(entry))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(problem) from e
+            values = (price.input, price.output, price.cached_input)
+            if not all(v is None or (_is_number(v) and v >= 0) for v in values):
+                raise ConfigError(problem)
+            self._prices[str(name)] = price
 
     def lookup(self, model: str) -> Price | None:
         if model in self._prices:
             return self._prices[model]
         matches = [k for k in self._prices if model.startswith(k)]
         return self._prices[max(matches, key=len)] if matches else None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def estimate_tokens(text: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from cotfaith.errors import CacheMiss
 from cotfaith.models.api import ApiModel
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+from cotfaith.models.retry import BadResponse
 
 
 class AnthropicMessages(ApiModel):
@@ -73,7 +74,7 @@ class AnthropicMessages(ApiModel):
             options={"headers": {"x-cotfaith-sample": str(request.sample_index)}},
         )
         if not isinstance(data, dict) or "content" not in data:
-            raise ValueError(f"unexpected response body from {self.where()}: {data!r:.200}")
+            raise BadResponse(f"unexpected response body from {self.where()}: {data!r:.200}")
         text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
         u = data.get("usage") or {}
         return ModelResponse(

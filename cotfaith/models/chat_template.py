@@ -18,6 +18,10 @@ def render(messages: tuple[Message, ...], prefill: str | None, template: str = "
     """The conversation as text, ending inside an open assistant turn (holding `prefill`)."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown chat template {template!r}; known: {', '.join(TEMPLATES)}")
+    # content holding the delimiters would forge turns (a prompt injection on raw endpoints)
+    for text in (*(m.content for m in messages), prefill or ""):
+        if _START in text or _END in text:
+            raise ValueError("ChatML delimiters inside a message or prefill cannot be rendered")
     parts = [f"{_START}{m.role}\n{m.content}{_END}\n" for m in messages]
     parts.append(f"{_START}assistant\n{prefill or ''}")
     return "".join(parts)

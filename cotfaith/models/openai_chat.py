@@ -19,6 +19,7 @@ from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models import chat_template
 from cotfaith.models.api import ApiModel
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+from cotfaith.models.retry import BadResponse
 
 CONTINUATIONS = ("none", "prefill", "completion")
 
@@ -35,6 +36,11 @@ class OpenAIChat(ApiModel):
                 f"model.continuation: {self.continuation!r} is not one of {CONTINUATIONS}"
             )
         self.template = str(cfg.get("chat_template") or "chatml")
+        if self.template not in chat_template.TEMPLATES:
+            raise ConfigError(
+                f"model.chat_template: unknown template {self.template!r}; known: "
+                f"{', '.join(chat_template.TEMPLATES)}"
+            )
         self.logprobs_setting = str(cfg.get("logprobs", "auto")).lower()
         self.send_seed = bool(cfg.get("send_seed", True))
         # OpenAI's own API names the output cap max_completion_tokens; servers use max_tokens
@@ -76,7 +82,8 @@ class OpenAIChat(ApiModel):
         extra: dict[str, Any] = {}
         if request.prefill is not None:
             if self.continuation != "prefill":
-                raise ValueError(f"{self.provider}/{self.name} cannot continue a prefill")
+                # a bug in the caller, not a fault of the server: never retried
+                raise RuntimeError(f"{self.provider}/{self.name} cannot continue a prefill")
             messages.append({"role": "assistant", "content": request.prefill})
             extra = {"continue_final_message": True, "add_generation_prompt": False}
         body = {"model": self.name, "messages": messages, **self._sampling(request), **extra}
@@ -111,7 +118,7 @@ class OpenAIChat(ApiModel):
             path, cast_to=object, body=body, options={"security": {"bearer_auth": True}}
         )
         if not isinstance(data, dict) or not data.get("choices"):
-            raise ValueError(f"unexpected response body from {self.where()}{path}: {data!r:.200}")
+            raise BadResponse(f"unexpected response body from {self.where()}{path}: {data!r:.200}")
         return data
 
     async def _complete(self, request: ModelRequest) -> ModelResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -46,28 +47,44 @@ class CallFailed(Exception):
         self.attempts = attempts
 
 
+MAX_ASKED_WAIT = 600.0
+"""A server asking for longer than this (or for a non-finite wait) is not taken literally."""
+
+
+class BadResponse(ValueError):
+    """A 2xx reply whose body is not what the API promises (a proxy's error page, a cut body).
+    Retried, unlike other ValueErrors, which are our own bugs and would fail again."""
+
+
+def _seconds(value: Any, scale: float = 1.0) -> float | None:
+    try:
+        seconds = float(value) / scale
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_ASKED_WAIT, max(0.0, seconds))
+
+
 def retry_after(headers: Any) -> float | None:
     """Seconds the server asked us to wait (retry-after-ms, retry-after seconds or date)."""
     if headers is None:
         return None
     try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-    except (TypeError, ValueError):
+        ms, value = headers.get("retry-after-ms"), headers.get("retry-after")
+    except (AttributeError, TypeError):
         return None
+    if ms is not None and (seconds := _seconds(ms, 1000.0)) is not None:
+        return seconds
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return _seconds(when.timestamp() - time.time())
 
 
 def classify(exc: BaseException) -> tuple[str, float | None] | None:
@@ -75,6 +92,12 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
 
     Works on both SDKs' exception hierarchies by their shared shape (status_code, response).
     """
+    name = type(exc).__name__
+    # a body that does not parse comes with a 2xx status: check it before the status codes
+    if isinstance(exc, json.JSONDecodeError | BadResponse) or "ResponseValidation" in name:
+        return "bad_body", None
+    if "SpendLimit" in name:
+        return None  # a 429 that waiting does not fix
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         headers = getattr(getattr(exc, "response", None), "headers", None)
@@ -83,13 +106,10 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
         if status in (408, 409) or status >= 500:
             return f"{status}", retry_after(headers)
         return None
-    name = type(exc).__name__
     if "Timeout" in name:
         return "timeout", None
     if "Connection" in name:
         return "connection", None
-    if isinstance(exc, json.JSONDecodeError | ValueError) or "ResponseValidation" in name:
-        return "bad_body", None
     return None
 
 

@@ -1,0 +1,500 @@
+"""The retry layer: Retry-After parsing, error classification on the real SDK exception types,
+and `with_retries` (backoff, exhaustion, final errors, the shared 429 gate, cancellation).
+
+Time is faked wherever the logic allows (a clock and a sleep that only record), so nothing here
+depends on how fast the machine is; the one real-time test uses sleeps of tens of milliseconds
+and only asserts lower bounds that a broken gate would miss by ~50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import time
+from collections import Counter
+from types import SimpleNamespace
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from cotfaith.models import retry
+from cotfaith.models.base import Message
+from cotfaith.models.chat_template import render
+from cotfaith.models.retry import (
+    CallFailed,
+    Gate,
+    RetryPolicy,
+    RetryStats,
+    classify,
+    retry_after,
+    with_retries,
+)
+
+URL = "https://api.example.invalid/v1/chat/completions"
+
+
+def _request() -> httpx2.Request:
+    return httpx2.Request("POST", URL)
+
+
+def _response(status: int, headers: dict[str, str] | None = None) -> httpx2.Response:
+    return httpx2.Response(status, headers=headers or {}, request=_request())
+
+
+def status_error(cls: type[Exception], status: int, **headers: str) -> Exception:
+    """A real SDK status exception, as the SDK itself builds them from a response."""
+    hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
+    return cls(f"status {status}", response=_response(status, hdrs), body=None)
+
+
+# --------------------------------------------------------------------------- retry_after
+
+
+FIXED_NOW = 1_700_000_000.0  # a whole second, so HTTP-dates (1 s resolution) are exact
+
+
+@pytest.fixture
+def frozen_wallclock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        retry, "time", SimpleNamespace(time=lambda: FIXED_NOW, monotonic=time.monotonic)
+    )
+
+
+def test_retry_after_none_and_empty() -> None:
+    assert retry_after(None) is None
+    assert retry_after({}) is None
+    assert retry_after(httpx2.Headers()) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "0"}, 0.0),
+        ({"retry-after-ms": "-20"}, 0.0),
+        ({"retry-after-ms": "250", "retry-after": "10"}, 0.25),  # ms takes precedence
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after": "-3"}, 0.0),
+    ],
+)
+def test_retry_after_numbers(headers: dict[str, str], expected: float) -> None:
+    assert retry_after(headers) == pytest.approx(expected)
+
+
+def test_retry_after_reads_real_response_headers_case_insensitively() -> None:
+    resp = _response(429, {"Retry-After": "3", "X-Other": "1"})
+    assert retry_after(resp.headers) == 3.0
+    resp = _response(429, {"Retry-After-Ms": "40"})
+    assert retry_after(resp.headers) == pytest.approx(0.04)
+
+
+def test_retry_after_http_date_in_future(frozen_wallclock: None) -> None:
+    value = email.utils.formatdate(FIXED_NOW + 30, usegmt=True)
+    assert retry_after({"retry-after": value}) == pytest.approx(30.0)
+
+
+def test_retry_after_http_date_in_past_is_zero(frozen_wallclock: None) -> None:
+    value = email.utils.formatdate(FIXED_NOW - 3600, usegmt=True)
+    assert retry_after({"retry-after": value}) == 0.0
+
+
+def test_retry_after_http_date_real_clock() -> None:
+    value = email.utils.formatdate(time.time() + 120, usegmt=True)
+    got = retry_after({"retry-after": value})
+    assert got is not None
+    assert 100 < got <= 121  # the date only has one-second resolution
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "soon"},
+        {"retry-after": ""},
+        {"retry-after": "12abc"},
+        {"retry-after": "Mon, 99 Foo 2024 99:99:99 GMT"},
+        {"retry-after-ms": "abc"},
+    ],
+)
+def test_retry_after_garbage_is_none(headers: dict[str, str]) -> None:
+    assert retry_after(headers) is None
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity"])
+def test_retry_after_non_finite_is_rejected(value: str) -> None:
+    got = retry_after({"retry-after": value})
+    assert got is None or math.isfinite(got)
+
+
+def test_retry_after_garbage_ms_falls_back_to_seconds() -> None:
+    assert retry_after({"retry-after-ms": "abc", "retry-after": "2"}) == 2.0
+
+
+# --------------------------------------------------------------------------- classify
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        # openai
+        (status_error(openai.RateLimitError, 429), ("429", None)),
+        (status_error(openai.RateLimitError, 429, retry_after="2"), ("429", 2.0)),
+        (status_error(openai.RateLimitError, 429, retry_after_ms="1500"), ("429", 1.5)),
+        (status_error(openai.InternalServerError, 500), ("500", None)),
+        (status_error(openai.InternalServerError, 502), ("502", None)),
+        (status_error(openai.InternalServerError, 503, retry_after="7"), ("503", 7.0)),
+        (status_error(openai.ConflictError, 409), ("409", None)),
+        (status_error(openai.APIStatusError, 408), ("408", None)),
+        (openai.APITimeoutError(request=_request()), ("timeout", None)),
+        (openai.APIConnectionError(request=_request()), ("connection", None)),
+        # anthropic
+        (status_error(anthropic.RateLimitError, 429, retry_after_ms="40"), ("429", 0.04)),
+        (status_error(anthropic.OverloadedError, 529), ("529", None)),
+        (status_error(anthropic.InternalServerError, 500), ("500", None)),
+        (status_error(anthropic.ServiceUnavailableError, 503), ("503", None)),
+        # a status error whose class name says Timeout is still classified by its status
+        (status_error(anthropic.GatewayTimeoutError, 504), ("504", None)),
+        (status_error(anthropic.RequestTimeoutError, 408), ("408", None)),
+        (anthropic.APITimeoutError(request=_request()), ("timeout", None)),
+        (anthropic.APIConnectionError(request=_request()), ("connection", None)),
+        # bodies that do not parse
+        (json.JSONDecodeError("Expecting value", "<html>", 0), ("bad_body", None)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
+)
+def test_classify_retryable(exc: Exception, expected: tuple[str, float | None]) -> None:
+    got = classify(exc)
+    assert got is not None
+    assert got[0] == expected[0]
+    if expected[1] is None:
+        assert got[1] is None
+    else:
+        assert got[1] == pytest.approx(expected[1])
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        status_error(openai.BadRequestError, 400),
+        status_error(openai.AuthenticationError, 401),
+        status_error(openai.PermissionDeniedError, 403),
+        status_error(openai.NotFoundError, 404),
+        status_error(openai.UnprocessableEntityError, 422),
+        # a 4xx with a retry-after header is still final
+        status_error(openai.BadRequestError, 400, retry_after="1"),
+        status_error(anthropic.BadRequestError, 400),
+        status_error(anthropic.AuthenticationError, 401),
+        status_error(anthropic.PermissionDeniedError, 403),
+        status_error(anthropic.NotFoundError, 404),
+        KeyError("choices"),
+        RuntimeError("boom"),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_classify_final(exc: Exception) -> None:
+    assert classify(exc) is None
+
+
+@pytest.mark.parametrize("sdk", [openai, anthropic], ids=["openai", "anthropic"])
+def test_classify_sdk_response_validation_error_is_bad_body(sdk: object) -> None:
+    exc = sdk.APIResponseValidationError(_response(200), body="<html>")  # type: ignore[attr-defined]
+    assert classify(exc) == ("bad_body", None)
+
+
+# --------------------------------------------------------------------------- with_retries
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps; sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._real_sleep = asyncio.sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        if len(self.sleeps) > 1000:  # code that never lets go fails, not hangs
+            raise AssertionError(f"slept {len(self.sleeps)} times, last {delay}")
+        self.now += max(0.0, delay)
+        await self._real_sleep(0)
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    ft = FakeTime()
+    monkeypatch.setattr(retry, "time", SimpleNamespace(monotonic=ft.monotonic, time=time.time))
+    monkeypatch.setattr(
+        retry, "asyncio", SimpleNamespace(sleep=ft.sleep, CancelledError=asyncio.CancelledError)
+    )
+    return ft
+
+
+@pytest.fixture
+def max_jitter(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """Make the full-jitter draw deterministic (the ceiling) and record its bounds."""
+    calls: list[tuple[float, float]] = []
+
+    def uniform(a: float, b: float) -> float:
+        calls.append((a, b))
+        return b
+
+    monkeypatch.setattr(retry, "random", SimpleNamespace(uniform=uniform))
+    return calls
+
+
+class Script:
+    """An async call that raises the scripted exceptions in order, then returns `result`."""
+
+    def __init__(self, *errors: BaseException, result: object = "ok", clock=None) -> None:
+        self.errors = list(errors)
+        self.result = result
+        self.calls = 0
+        self.times: list[float] = []
+        self.clock = clock or time.monotonic
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        self.times.append(self.clock())
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.result
+
+
+def run(call, policy: RetryPolicy, stats: RetryStats | None = None, gate: Gate | None = None):
+    return asyncio.run(
+        with_retries(call, policy, stats or RetryStats(), gate or Gate(), lambda: "m (q1)")
+    )
+
+
+def test_success_first_time(fake_time: FakeTime) -> None:
+    stats = RetryStats()
+    call = Script(result=42)
+    assert run(call, RetryPolicy(), stats) == 42
+    assert call.calls == 1
+    assert stats.retries == 0 and stats.exhausted == 0 and not stats.by_reason
+    assert fake_time.sleeps == []
+
+
+def test_succeeds_after_k_transient_failures(fake_time: FakeTime) -> None:
+    req = _request()
+    call = Script(
+        status_error(openai.InternalServerError, 503),
+        openai.APITimeoutError(request=req),
+        anthropic.APIConnectionError(request=req),
+        status_error(anthropic.OverloadedError, 529),
+        result="done",
+    )
+    stats = RetryStats()
+    assert run(call, RetryPolicy(retries=8, initial=0.01), stats) == "done"
+    assert call.calls == 5
+    assert stats.retries == 4
+    assert stats.by_reason == Counter({"503": 1, "timeout": 1, "connection": 1, "529": 1})
+    assert stats.exhausted == 0
+    assert len(fake_time.sleeps) == 4
+
+
+def test_backoff_doubles_with_full_jitter_and_is_capped(
+    fake_time: FakeTime, max_jitter: list[tuple[float, float]]
+) -> None:
+    errors = [status_error(openai.InternalServerError, 500) for _ in range(5)]
+    call = Script(*errors)
+    assert run(call, RetryPolicy(retries=5, initial=1.0, maximum=5.0)) == "ok"
+    # jitter is drawn from [0, ceiling] with the ceiling doubling up to `maximum`
+    assert max_jitter == [(0, 1.0), (0, 2.0), (0, 4.0), (0, 5.0), (0, 5.0)]
+    assert fake_time.sleeps == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_stats_accumulate_across_calls(fake_time: FakeTime) -> None:
+    stats = RetryStats()
+    run(Script(status_error(openai.RateLimitError, 429)), RetryPolicy(initial=0.01), stats)
+    run(Script(status_error(openai.RateLimitError, 429)), RetryPolicy(initial=0.01), stats)
+    assert stats.retries == 2
+    assert stats.by_reason == Counter({"429": 2})
+
+
+def test_exhausted_after_retries_plus_one_attempts(fake_time: FakeTime) -> None:
+    errors = [status_error(openai.InternalServerError, 500) for _ in range(10)]
+    call = Script(*errors)
+    stats = RetryStats()
+    with pytest.raises(CallFailed) as info:
+        run(call, RetryPolicy(retries=2, initial=0.01), stats)
+    err = info.value
+    assert err.attempts == 3
+    assert err.reason == "500"
+    assert call.calls == 3
+    assert stats.exhausted == 1
+    assert stats.retries == 2
+    assert stats.by_reason == Counter({"500": 2})
+    assert "m (q1)" in str(err) and "3 attempts" in str(err)
+    assert isinstance(err.__cause__, openai.InternalServerError)
+    assert len(fake_time.sleeps) == 2  # no pointless sleep after the last attempt
+
+
+def test_zero_retries_gives_up_after_one_attempt(fake_time: FakeTime) -> None:
+    stats = RetryStats()
+    call = Script(openai.APITimeoutError(request=_request()))
+    with pytest.raises(CallFailed) as info:
+        run(call, RetryPolicy(retries=0), stats)
+    assert (info.value.attempts, info.value.reason) == (1, "timeout")
+    assert call.calls == 1 and stats.exhausted == 1 and stats.retries == 0
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        status_error(openai.BadRequestError, 400),
+        status_error(openai.AuthenticationError, 401),
+        status_error(openai.NotFoundError, 404),
+        status_error(anthropic.BadRequestError, 400),
+        KeyError("choices"),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_non_retryable_fails_immediately(fake_time: FakeTime, exc: Exception) -> None:
+    stats = RetryStats()
+    call = Script(exc)
+    with pytest.raises(CallFailed) as info:
+        run(call, RetryPolicy(retries=5), stats)
+    assert info.value.attempts == 1
+    assert info.value.reason == "error"
+    assert info.value.__cause__ is exc
+    assert type(exc).__name__ in str(info.value) and "m (q1)" in str(info.value)
+    assert call.calls == 1
+    assert stats.retries == 0 and stats.exhausted == 0
+    assert fake_time.sleeps == []
+
+
+def test_final_error_after_transient_ones_counts_attempts(fake_time: FakeTime) -> None:
+    stats = RetryStats()
+    call = Script(
+        status_error(openai.InternalServerError, 503),
+        status_error(openai.AuthenticationError, 401),
+    )
+    with pytest.raises(CallFailed) as info:
+        run(call, RetryPolicy(retries=5, initial=0.01), stats)
+    assert (info.value.attempts, info.value.reason) == (2, "error")
+    assert stats.retries == 1 and stats.exhausted == 0
+
+
+def test_429_retry_after_holds_the_gate(fake_time: FakeTime) -> None:
+    gate = Gate()
+    call = Script(
+        status_error(openai.RateLimitError, 429, retry_after="5"), clock=fake_time.monotonic
+    )
+    t0 = fake_time.now
+    assert run(call, RetryPolicy(initial=0.001), gate=gate) == "ok"
+    # the server's wait wins over the (tiny) backoff, and every caller is paused for it
+    assert gate.until == pytest.approx(t0 + 5.0)
+    assert fake_time.sleeps[0] == pytest.approx(5.0)
+    assert call.times[1] >= gate.until
+
+
+def test_429_without_retry_after_holds_gate_for_backoff(
+    fake_time: FakeTime, max_jitter: list[tuple[float, float]]
+) -> None:
+    gate = Gate()
+    t0 = fake_time.now
+    run(Script(status_error(anthropic.RateLimitError, 429)), RetryPolicy(initial=0.25), gate=gate)
+    assert gate.until == pytest.approx(t0 + 0.25)
+
+
+def test_5xx_retry_after_is_honoured_without_pausing_everyone(fake_time: FakeTime) -> None:
+    gate = Gate()
+    call = Script(status_error(openai.InternalServerError, 503, retry_after="4"))
+    run(call, RetryPolicy(initial=0.001), gate=gate)
+    assert fake_time.sleeps == [pytest.approx(4.0)]
+    assert gate.until == 0.0
+
+
+def test_gate_wait_sleeps_for_the_remaining_pause(fake_time: FakeTime) -> None:
+    gate = Gate()
+    gate.hold(3.0)
+    gate.hold(1.0)  # a shorter hold never shortens the pause
+    assert gate.until == pytest.approx(fake_time.now + 3.0)
+    asyncio.run(gate.wait())
+    assert fake_time.sleeps == [pytest.approx(3.0)]
+    asyncio.run(gate.wait())  # already over: no further sleep
+    assert len(fake_time.sleeps) == 1
+
+
+def test_server_wait_real_time_shared_gate() -> None:
+    """Real clock, tiny sleeps: after a 429 asking for 50 ms, neither the failing caller nor
+    another caller sharing the gate calls again before the gate opens."""
+    asked = 0.05
+    gate = Gate()
+    a_failed = asyncio.Event()
+    times: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def call_a() -> str:
+        times["a"].append(time.monotonic())
+        if len(times["a"]) == 1:
+            a_failed.set()
+            raise status_error(openai.RateLimitError, 429, retry_after=str(asked))
+        return "a"
+
+    async def call_b() -> str:
+        times["b"].append(time.monotonic())
+        return "b"
+
+    async def main() -> tuple[float, float, list[str]]:
+        policy = RetryPolicy(initial=0.001)
+        before = time.monotonic()
+        task_a = asyncio.create_task(with_retries(call_a, policy, RetryStats(), gate, str))
+        await a_failed.wait()
+        held = gate.until
+        task_b = asyncio.create_task(with_retries(call_b, policy, RetryStats(), gate, str))
+        return before, held, list(await asyncio.gather(task_a, task_b))
+
+    before, held, results = asyncio.run(main())
+    assert results == ["a", "b"]
+    assert held >= before + asked  # the gate was pushed forward by the server's wait
+    slack = 2e-3  # the event loop may wake a timer up to its clock resolution early
+    assert times["a"][1] >= held - slack
+    assert times["b"][0] >= held - slack
+
+
+def test_cancelled_error_from_call_propagates_unretried(fake_time: FakeTime) -> None:
+    stats = RetryStats()
+    call = Script(asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        run(call, RetryPolicy(), stats)
+    assert call.calls == 1
+    assert stats.retries == 0 and stats.exhausted == 0
+
+
+def test_cancel_during_backoff_propagates() -> None:
+    call = Script(*[status_error(openai.InternalServerError, 503, retry_after="30")] * 3)
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            with_retries(call, RetryPolicy(), RetryStats(), Gate(), lambda: "x")
+        )
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if call.calls:
+                break
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert call.calls == 1
+
+
+def test_deterministic_local_value_error_is_not_retried(fake_time: FakeTime) -> None:
+    async def call() -> str:
+        return render((Message("user", "hi"),), None, template="llama3")
+
+    stats = RetryStats()
+    with pytest.raises(CallFailed) as info:
+        run(call, RetryPolicy(retries=3, initial=0.01), stats)
+    assert info.value.attempts == 1
+    assert stats.retries == 0
