@@ -1,11 +1,15 @@
 """`budget.max_usd`: stop a run before a call could take spending past the budget.
 
-Each call that will reach the provider first reserves its worst case (estimated input tokens
+Each call about to reach the provider first reserves its worst case (estimated input tokens
 plus `max_tokens` of output); the reservation is settled with the real usage when it returns.
-The run stops cleanly at the first call that does not fit, keeping every finished record.
+A call that does not fit waits while other calls are in flight (their real cost is usually far
+below the worst case); only when nothing is in flight and it still does not fit does the run
+stop, so no call that was sent is ever cancelled and lost, and every finished record is kept.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from cotfaith.errors import CotfaithError
 from cotfaith.models.base import ModelRequest, Usage
@@ -22,6 +26,8 @@ class Budget:
         self.price = price
         self.spent = 0.0
         self.reserved = 0.0
+        self.in_flight = 0
+        self._changed = asyncio.Event()
 
     def worst_case(self, request: ModelRequest) -> float:
         if self.price is None:
@@ -30,9 +36,15 @@ class Budget:
         usage = Usage(input_tokens=estimate_tokens(text), output_tokens=request.max_tokens)
         return self.price.cost(usage)
 
-    def reserve(self, request: ModelRequest) -> float:
+    def _fits(self, estimate: float) -> bool:
+        return self.max_usd is None or self.spent + self.reserved + estimate <= self.max_usd
+
+    async def reserve(self, request: ModelRequest) -> float:
         estimate = self.worst_case(request)
-        if self.max_usd is not None and self.spent + self.reserved + estimate > self.max_usd:
+        while not self._fits(estimate) and self.in_flight:
+            self._changed.clear()
+            await self._changed.wait()
+        if not self._fits(estimate):
             raise BudgetExceeded(
                 f"budget.max_usd={self.max_usd:g} reached: ${self.spent:.4f} spent, "
                 f"${self.reserved:.4f} in flight, next call could cost up to ${estimate:.4f}. "
@@ -40,8 +52,11 @@ class Budget:
                 "(calls already made are served from the cache for free)."
             )
         self.reserved += estimate
+        self.in_flight += 1
         return estimate
 
     def settle(self, estimate: float, cost: float | None) -> None:
         self.reserved -= estimate
         self.spent += cost or 0.0
+        self.in_flight -= 1
+        self._changed.set()  # wake the calls waiting for room

@@ -33,7 +33,7 @@ class CacheMode(str, Enum):  # noqa: UP042 - OmegaConf stores plain Enums
     refresh = "refresh"
     """Ignore stored responses, call the model and overwrite them."""
     off = "off"
-    """Neither read nor write."""
+    """Neither read nor write the file (within one run identical requests still count once)."""
 
 
 _SCHEMA = """
@@ -96,7 +96,9 @@ class RequestCache(ProbeStore):
                 time.sleep(0.01 * (1 + attempt % 10))
 
     def get(self, key: str) -> dict[str, Any] | None:
-        if self.readonly and key in self._memory:
+        # responses this run produced are always served again within the run: in refresh and
+        # off mode too, an identical request inside one run is not paid for twice
+        if key in self._memory:
             return self._memory[key]
         if self._db is None or self.mode is CacheMode.refresh:
             return None
@@ -110,10 +112,9 @@ class RequestCache(ProbeStore):
     def put(
         self, key: str, identity: dict[str, Any], request: dict[str, Any], response: dict[str, Any]
     ) -> None:
-        if self.readonly:
+        if self.readonly or self._db is None or self.mode is CacheMode.refresh:
             self._memory[key] = response
-            return
-        if self._db is None or self.mode is CacheMode.replay:
+        if self.readonly or self._db is None or self.mode is CacheMode.replay:
             return
         self._db.execute(
             "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
@@ -177,6 +178,15 @@ class CallStats:
     cache_hits: int = 0
 
 
+def _storable(response: ModelResponse) -> bool:
+    """Worth keeping: any content, or an empty reply the model ended deliberately by running
+    out of tokens (it will be empty again, so re-asking only pays twice). Other empty replies
+    are treated like glitches and asked again next time."""
+    if response.text or response.top_logprobs:
+        return True
+    return response.finish_reason in ("length", "max_tokens")
+
+
 class CachedModel:
     """Routes every call of a backend through the cache, with a cap on calls in flight."""
 
@@ -218,14 +228,16 @@ class CachedModel:
             return self._priced(ModelResponse.from_dict(response.to_dict(), cached=True)), key
         future: asyncio.Future[ModelResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        estimate = self.budget.reserve(request)
+        estimate: float | None = None
         cost: float | None = None
         try:
             async with self._slots:
+                # reserve only once a slot is ours, so queued calls hold no budget
+                estimate = await self.budget.reserve(request)
                 response = await self.model.generate(request)
             self._priced(response)
             cost = response.cost_usd
-            if response.text or response.top_logprobs:
+            if _storable(response):
                 self.cache.put(key, self.identity, canonical, response.to_dict())
             future.set_result(response)
         except asyncio.CancelledError:
@@ -236,7 +248,8 @@ class CachedModel:
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
-            self.budget.settle(estimate, cost)
+            if estimate is not None:
+                self.budget.settle(estimate, cost)
             del self._inflight[key]
         return response, key
 

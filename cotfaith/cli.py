@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from cotfaith.budget import BudgetExceeded
 from cotfaith.config import register_configs
@@ -49,7 +50,8 @@ def _print_dry_run(result: RunResult) -> None:
         f"dry run: {result.calls} requests, {d['calls_to_make']} calls to make (the rest are "
         f"cached or repeats), ~{d['est_input_tokens']:,} input and "
         f"~{d['est_output_tokens']:,} output tokens; estimated cost {usd(d['est_cost_usd'])}, "
-        f"at most {usd(d['worst_case_cost_usd'])} if every call used its max_tokens "
+        f"or {usd(d['worst_case_cost_usd'])} if every call used all its max_tokens (the number "
+        "of truncation calls follows the simulated model's CoT lengths; longer CoTs cost more) "
         f"(details in {result.out_dir / 'dry_run.json'})"
     )
 
@@ -96,6 +98,11 @@ def run(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
+    except MissingMandatoryValue as e:
+        print(
+            f"cotfaith: error: {e.full_key} is required (set it: {e.full_key}=...)", file=sys.stderr
+        )
+        sys.exit(2)
     except CotfaithError as e:
         # an actionable problem: one clear line on stderr, no traceback
         print(f"cotfaith: error: {e}", file=sys.stderr)

@@ -93,8 +93,24 @@ class RunContext:
         tokens and cache hits add up per intervention.
         """
         parsed = answered.parsed
-        responses = [answered.response, *(r for r, _ in calls)]
+        pairs = [(answered.response, answered.key), *calls]
+        responses = [r for r, _ in pairs]
         costs = [r.cost_usd for r in responses if r.cost_usd is not None]
+        fresh_costs = [r.cost_usd for r in responses if r.cost_usd is not None and not r.cached]
+        # one entry per call, so totals can count a call shared by several rows (k = n and
+        # the reference, the common k = 0 prefix of samples) once
+        call_log = [
+            {
+                "key": k,
+                "cached": r.cached,
+                "input_tokens": r.usage.input_tokens,
+                "output_tokens": r.usage.output_tokens,
+                "cached_input_tokens": r.usage.cached_input_tokens,
+                "reasoning_tokens": r.usage.reasoning_tokens,
+                "cost_usd": r.cost_usd,
+            }
+            for r, k in pairs
+        ]
         if answered.error:
             fields.setdefault("extra", {})["error"] = answered.error
         same = None
@@ -127,6 +143,8 @@ class RunContext:
             reasoning_tokens=sum(r.usage.reasoning_tokens for r in responses),
             retries=sum(r.retries for r in responses),
             cost_usd=sum(costs) if costs else None,
+            spent_usd=sum(fresh_costs) if fresh_costs else (0.0 if costs else None),
+            call_log=call_log,
             calls=len(responses),
             cache_hits=sum(r.cached for r in responses),
             cached=all(r.cached for r in responses),

@@ -135,8 +135,20 @@ def _aoc_matrix(df: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
         if len(cols) < 2:
             continue
         x = ks[cols] / n
-        w = c[:, cols].max(axis=1)  # CoTs of length n in each resample
-        area = np.trapezoid(np.nan_to_num(f[:, cols]), x, axis=1)
+        fc, cc = f[:, cols], c[:, cols]
+        w = cc.max(axis=1)  # CoTs of length n in each resample
+        present = cc > 0
+        full = present.all(axis=1)
+        area = np.zeros(len(w))
+        area[full] = np.trapezoid(fc[full], x, axis=1)
+        # a resample missing some k of this length (a failed call): integrate over the points
+        # it has, as the point estimate does, instead of reading the gap as disagreement
+        for i in np.flatnonzero(~full & (w > 0)):
+            keep = present[i]
+            if keep.sum() >= 2:
+                area[i] = np.trapezoid(fc[i, keep], x[keep])
+            else:
+                w[i] = 0.0
         total += w * (1.0 - area)
         wsum += w
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -191,6 +203,29 @@ def chance_agreement(records: pd.DataFrame) -> float:
     return float(np.mean(rates)) if rates else float("nan")
 
 
+def call_totals(records: pd.DataFrame) -> dict[str, float]:
+    """Tokens and cost of the distinct calls behind some rows (a shared call counts once),
+    and what this run paid for them (each call is paid for in at most one row)."""
+    calls: dict[str, dict] = {}
+    spent = 0.0
+    priced = False
+    for log in records["call_log"]:
+        for call in log if isinstance(log, list) else ():
+            calls.setdefault(call["key"], call)
+            if call.get("cost_usd") is not None:
+                priced = True
+                if not call.get("cached"):
+                    spent += call["cost_usd"]
+    table = pd.DataFrame(list(calls.values()))
+    out: dict[str, float] = {}
+    for col in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
+        out[col] = int(table[col].sum()) if col in table else 0
+    costs = pd.to_numeric(table["cost_usd"], errors="coerce") if "cost_usd" in table else None
+    out["cost_usd"] = float(costs.sum()) if priced and costs is not None else float("nan")
+    out["cost_usd_this_run"] = spent if priced else float("nan")
+    return out
+
+
 def _mean(s: pd.Series) -> float:
     return float(s.astype(float).mean()) if len(s) else float("nan")
 
@@ -231,23 +266,13 @@ def summarize(
                     changed_at_k0=1 - _mean(k0["same_answer"]),
                     no_reference=int(rows_iv["original_answer"].isna().sum()),
                 )
-            costs = pd.to_numeric(all_iv["cost_usd"], errors="coerce")
-            fresh = ~all_iv["cached"].astype(bool)
             row.update(
                 parse_failures=int((rows_iv["parse_status"] != "ok").sum()),
                 failed_calls=int((all_iv["parse_status"] == CALL_FAILED).sum()),
                 calls=int(all_iv["calls"].sum()),
                 cache_hits=int(all_iv["cache_hits"].sum()),
                 retries=int(all_iv["retries"].sum()),
-                input_tokens=int(all_iv["input_tokens"].sum()),
-                output_tokens=int(all_iv["output_tokens"].sum()),
-                cached_input_tokens=int(all_iv["cached_input_tokens"].sum()),
-                reasoning_tokens=int(all_iv["reasoning_tokens"].sum()),
-                cost_usd=float(costs.sum()) if costs.notna().any() else float("nan"),
-                # rows whose calls all came from the cache cost nothing this time
-                cost_usd_this_run=float(costs[fresh].sum())
-                if costs.notna().any()
-                else float("nan"),
+                **call_totals(all_iv),
             )
             rows.append(row)
     order = [REFERENCE, *curve_interventions]

@@ -1,18 +1,22 @@
 """Cost of model calls from a user-editable price table (conf/prices/default.yaml).
 
-Prices are USD per million tokens. A model name matches its entry exactly, or else the longest
-entry it starts with ("gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini"), so dated snapshots
-need no entries of their own.
+Prices are USD per million tokens. A model name matches its entry exactly, or the entry it is a
+dated snapshot or alias of ("gpt-4o-mini-2024-07-18" and "claude-3-5-haiku-latest" are priced as
+"gpt-4o-mini" and "claude-3-5-haiku"), so snapshots need no entries of their own.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cotfaith.errors import ConfigError
 from cotfaith.models.base import Usage
+
+# what may follow a priced name: a date (-2024-07-18, -20241022, @20241022) or -latest
+_SNAPSHOT = re.compile(r"[-@](\d{4}-\d{2}-\d{2}|\d{8}|latest)")
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,15 @@ class PriceTable:
             self._prices[str(name)] = price
 
     def lookup(self, model: str) -> Price | None:
+        """The exact entry, or the entry of which `model` is a dated snapshot or alias
+        ("gpt-4o-mini-2024-07-18", "claude-3-5-haiku-latest"). A different model that merely
+        shares a prefix ("gpt-4.1-nano" vs "gpt-4.1") gets no price rather than a wrong one."""
         if model in self._prices:
             return self._prices[model]
-        matches = [k for k in self._prices if model.startswith(k)]
-        return self._prices[max(matches, key=len)] if matches else None
+        for name in sorted(self._prices, key=len, reverse=True):
+            if model.startswith(name) and _SNAPSHOT.fullmatch(model[len(name) :]):
+                return self._prices[name]
+        return None
 
 
 def _is_number(value: object) -> bool:

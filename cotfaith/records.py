@@ -59,6 +59,10 @@ class Record:
     reasoning_tokens: int = 0
     """Hidden reasoning tokens, where the provider reports them (part of output_tokens)."""
     cost_usd: float | None = None
+    """What the calls behind this row cost (a call shared with other rows counts in each)."""
+    spent_usd: float | None = None
+    """What this run paid for this row's calls (0 when all came from the cache); summing it
+    over a run's rows gives exactly what the run spent."""
     retries: int = 0
     """Failed attempts retried before the calls behind this row succeeded (this run)."""
     calls: int = 1
@@ -68,6 +72,8 @@ class Record:
     cached: bool = False
     """All of them were."""
     request_key: str = ""
+    call_log: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per model call behind the row: key, cached, tokens, cost."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

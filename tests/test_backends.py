@@ -381,7 +381,15 @@ def test_costs_and_tokens_are_in_records_and_summary(tmp_path, openai_server):
     expected = (r["input_tokens"] * 100.0 + r["output_tokens"] * 200.0) / 1e6
     assert r["cost_usd"] == pytest.approx(expected)
     s = summary(tmp_path / "out")
-    assert s["cost_usd"].sum() == pytest.approx(sum(x["cost_usd"] for x in records))
+    # what the run paid, counted from the server's side of things: each distinct call once
+    distinct = {c["key"]: c for x in records for c in x["call_log"]}
+    paid = sum(c["cost_usd"] for c in distinct.values())
+    assert run_json(tmp_path / "out")["spent_usd"] == pytest.approx(paid)
+    assert s["cost_usd_this_run"].sum() == pytest.approx(paid)  # no call counted twice
+    assert sum(x["spent_usd"] for x in records) == pytest.approx(paid)
+    # calls shared between rows (k = n and the reference answer) are not double counted
+    shared = sum(x["cost_usd"] for x in records) - paid
+    assert shared > 0
     assert s["input_tokens"].sum() > 0
     # a rerun from the cache costs nothing this time but reports the same experiment cost
     run_cli(tmp_path, *SMALL, *openai_args(openai_server), PRICE, "hydra.run.dir=again", env=ENV)
@@ -417,3 +425,17 @@ def test_error_text_is_scrubbed_of_anything_key_like():
     assert "abcd" not in redact(text) and "[redacted]" in redact(text)
     assert KEY not in redact(f"failed with {KEY}", KEY)
     assert redact("answer is (B)") == "answer is (B)"
+
+
+def test_a_transient_fault_at_start_up_is_retried(tmp_path, openai_server, anthropic_server):
+    # an overloaded API at the first call must not abort the run before it starts
+    openai_server.state.faults = Faults(fail_first=2)
+    run_cli(tmp_path, *SMALL, *openai_args(openai_server), "hydra.run.dir=o", env=ENV)
+    anthropic_server.state.faults = Faults(fail_first=2)
+    run_cli(tmp_path, *SMALL, *anthropic_args(anthropic_server), "hydra.run.dir=a", env=ENV)
+    assert run_json(tmp_path / "o")["failed_calls"] == run_json(tmp_path / "a")["failed_calls"] == 0
+
+
+def test_a_required_key_left_unset_is_one_clear_line(tmp_path):
+    proc = run_cli(tmp_path, "model=openai_compatible", check=False)
+    _one_clear_line(proc, "model.name is required")

@@ -259,9 +259,13 @@ def test_refresh_ignores_stored_value_calls_backend_and_overwrites(tmp_path):
 
     new = CountingBackend(tag="v2:")
     c = RequestCache(path, "refresh")
-    resp, key = run(CachedModel(new, c).generate(r))
+    refreshing = CachedModel(new, c)
+    resp, key = run(refreshing.generate(r))
     assert new.calls == 1
     assert resp.cached is False
+    # within the refreshing run, the same request is refreshed once, not paid for again
+    again, _ = run(refreshing.generate(r))
+    assert new.calls == 1 and again.cached is True
     assert resp.text == "v2:echo[0]:refresh me"
     assert len(c) == 1
     c.close()
@@ -282,17 +286,22 @@ def test_refresh_ignores_stored_value_calls_backend_and_overwrites(tmp_path):
 # --------------------------------------------------------------------------- off
 
 
-def test_off_never_reads_or_writes_and_creates_no_file(tmp_path):
+def test_off_persists_nothing_and_creates_no_file(tmp_path):
     path = tmp_path / "cache.sqlite"
     backend = CountingBackend()
     cache = RequestCache(path, "off")
     cm = CachedModel(backend, cache)
     a, _ = run(cm.generate(req("x")))
     b, _ = run(cm.generate(req("x")))
-    assert backend.calls == 2
-    assert a.cached is False and b.cached is False
+    # within one run an identical request is still paid for once...
+    assert backend.calls == 1
+    assert a.cached is False and b.cached is True
     assert len(cache) == 0
     assert not path.exists()
+    # ...but nothing outlives the run
+    again = CachedModel(backend, RequestCache(path, "off"))
+    c, _ = run(again.generate(req("x")))
+    assert backend.calls == 2 and c.cached is False
     assert list(tmp_path.iterdir()) == []
 
 
@@ -341,6 +350,23 @@ def test_empty_outputs_are_not_cached(tmp_path):
     assert r2.cached is False
     assert empty.calls == 2, "an empty output must be asked for again"
     assert len(cache) == 0
+    cache.close()
+
+
+class OutOfTokens(CountingBackend):
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        return ModelResponse(text="", finish_reason="length")
+
+
+def test_an_empty_reply_cut_by_max_tokens_is_kept(tmp_path):
+    # e.g. a reasoning model that spends max_tokens=1 thinking: it will be empty again, so
+    # asking again would only pay twice, and a replay must be able to reproduce it
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    backend = OutOfTokens()
+    run(CachedModel(backend, cache).generate(req("think")))
+    again, _ = run(CachedModel(backend, cache).generate(req("think")))
+    assert backend.calls == 1 and again.cached is True and again.finish_reason == "length"
     cache.close()
 
 

@@ -160,6 +160,23 @@ def test_sigkill_then_rerun_computes_nothing_twice(tmp_path):
     )
 
 
+def test_report_command_keeps_the_runs_report_settings(tmp_path):
+    run_cli(tmp_path, *SMALL, "report.ci=0.5", "report.n_bootstrap=200", "hydra.run.dir=r")
+    before = summary(tmp_path / "r").set_index("intervention").loc["truncation"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cotfaith.report.cli", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    after = summary(tmp_path / "r").set_index("intervention").loc["truncation"]
+    # the same 50% interval, not a silent return to the default 95%
+    assert (after["aoc_ci_low"], after["aoc_ci_high"]) == (
+        before["aoc_ci_low"],
+        before["aoc_ci_high"],
+    )
+
+
 def test_report_command_rebuilds_from_records(first_run, tmp_path):
     _, run_dir, _, _ = first_run
     proc = subprocess.run(

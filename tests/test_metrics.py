@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -373,3 +374,30 @@ def test_summarize_counts_calls_and_cache_hits():
     out = summarize(df, n_boot=10)
     t = out[(out["model"] == "m1") & (out["intervention"] == "truncation")].iloc[0]
     assert t["calls"] == 24 and t["cache_hits"] == 12
+
+
+def test_bootstrap_resamples_ignore_a_missing_point_rather_than_count_it_as_a_change():
+    """A failed call leaves a hole in one CoT's curve; no resample may read it as 0 agreement."""
+    from cotfaith.metrics import _aoc_matrix, truncation_rows
+
+    rows = []
+    for q, ks in (("q1", (0, 1, 2)), ("q2", (0, 2))):  # q2's k=1 call failed
+        for k in ks:
+            rows.append(
+                dict(
+                    model="m",
+                    task="t",
+                    question_id=q,
+                    sample=0,
+                    intervention="truncation",
+                    n_steps=2,
+                    k=k,
+                    original_answer="A",
+                    same_answer=True,
+                    parse_status="ok",
+                )
+            )
+    df = truncation_rows(pd.DataFrame(rows))
+    # every point that exists agrees, so every resample (q2 alone included) has AOC 0
+    resamples = np.array([[1.0, 1.0], [0.0, 2.0], [2.0, 0.0]])
+    assert np.allclose(_aoc_matrix(df, resamples), 0.0)

@@ -3,6 +3,7 @@ the run budget."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -92,7 +93,21 @@ def test_longest_prefix_does_not_depend_on_table_order() -> None:
     assert got == Price(input=0.15, output=0.6, cached_input=0.075)
 
 
-@pytest.mark.parametrize("model", ["unknown-model", "gpt-4", "gpt", "", "o-gpt-4o", "GPT-4O"])
+@pytest.mark.parametrize(
+    "model",
+    # a different model that merely shares a prefix gets no price, not a wrong one
+    [
+        "unknown-model",
+        "gpt-4",
+        "gpt",
+        "",
+        "o-gpt-4o",
+        "GPT-4O",
+        "gpt-4.1-nano",
+        "claude-sonnet-4-5",
+        "gpt-4o-audio-preview",
+    ],
+)
 def test_lookup_unknown_is_none(model: str) -> None:
     assert PriceTable(TABLE).lookup(model) is None
 
@@ -166,6 +181,7 @@ def test_default_price_file_prefix_matching() -> None:
     assert table.lookup("gpt-4o-mini-2024-07-18") == Price(**data["gpt-4o-mini"])
     assert table.lookup("gpt-4o-2024-08-06") == Price(**data["gpt-4o"])
     assert table.lookup("gpt-4.1-mini-2025-04-14") == Price(**data["gpt-4.1-mini"])
+    assert table.lookup("claude-3-5-haiku-latest") == Price(**data["claude-3-5-haiku"])
 
 
 # --------------------------------------------------------------------------- Budget
@@ -197,62 +213,98 @@ def test_worst_case_without_price_is_zero() -> None:
     assert Budget(1.0, None).worst_case(request()) == 0.0
 
 
-def test_reserve_until_exceeded() -> None:
+def reserve(budget: Budget, req: ModelRequest | None = None) -> float:
+    """Reserve outside an event loop (nothing else in flight can settle meanwhile)."""
+    return asyncio.run(budget.reserve(req or request()))
+
+
+def test_reserve_until_exceeded_with_nothing_in_flight() -> None:
     budget = Budget(20.0, DOLLAR)
-    assert budget.reserve(request()) == 8.0
-    assert budget.reserve(request()) == 8.0
-    assert budget.reserved == 16.0
+    first = reserve(budget)
+    assert first == 8.0 and budget.reserved == 8.0 and budget.in_flight == 1
+    budget.settle(first, 8.0)  # the call cost its worst case
+    second = reserve(budget)
+    budget.settle(second, 8.0)
+    assert budget.spent == 16.0 and budget.in_flight == 0
     with pytest.raises(BudgetExceeded) as info:
-        budget.reserve(request())
+        reserve(budget)  # 16 + 8 > 20, nothing in flight to wait for
     assert isinstance(info.value, CotfaithError)
     assert "max_usd=20" in str(info.value)
     # a refused reservation leaves the books as they were
-    assert budget.reserved == 16.0 and budget.spent == 0.0
+    assert budget.reserved == 0.0 and budget.spent == 16.0
 
 
 def test_reserve_exactly_to_the_limit_is_allowed() -> None:
     budget = Budget(8.0, DOLLAR)
-    assert budget.reserve(request()) == 8.0
+    budget.settle(reserve(budget), 8.0)
     with pytest.raises(BudgetExceeded):
-        budget.reserve(request("", max_tokens=0))  # even the smallest call (1 token) is over
+        reserve(budget, request("", max_tokens=0))  # even the smallest call (1 token) is over
 
 
-def test_settle_moves_reservation_to_spent() -> None:
-    budget = Budget(20.0, DOLLAR)
-    estimate = budget.reserve(request())
-    budget.settle(estimate, 5.0)
-    assert budget.reserved == 0.0
-    assert budget.spent == 5.0
-    budget.reserve(request())  # 5 spent + 8 reserved = 13 <= 20
-    with pytest.raises(BudgetExceeded):
-        budget.reserve(request())  # 5 + 8 + 8 = 21 > 20
+def test_a_call_that_does_not_fit_waits_for_calls_in_flight() -> None:
+    """Worst cases are pessimistic: once the calls in flight settle cheaply, there is room."""
+
+    async def scenario() -> list[str]:
+        budget = Budget(20.0, DOLLAR)
+        events: list[str] = []
+        a = await budget.reserve(request())
+        b = await budget.reserve(request())  # 16 of 20 reserved
+
+        async def third() -> None:
+            await budget.reserve(request())  # 16 + 8 > 20: must wait
+            events.append("third reserved")
+
+        task = asyncio.create_task(third())
+        await asyncio.sleep(0.01)
+        events.append("waiting" if not task.done() else "did not wait")
+        budget.settle(a, 1.0)  # real cost far below the worst case: 1 + 8 + 8 <= 20
+        await asyncio.wait_for(task, 1)
+        budget.settle(b, 1.0)
+        return events
+
+    assert asyncio.run(scenario()) == ["waiting", "third reserved"]
+
+
+def test_a_waiting_call_gives_up_when_nothing_is_left_in_flight() -> None:
+    async def scenario() -> None:
+        budget = Budget(20.0, DOLLAR)
+        a = await budget.reserve(request())
+        b = await budget.reserve(request())
+        task = asyncio.create_task(budget.reserve(request()))
+        await asyncio.sleep(0.01)
+        budget.settle(a, 8.0)
+        budget.settle(b, 8.0)  # 16 spent, nothing in flight, 8 more does not fit
+        with pytest.raises(BudgetExceeded):
+            await asyncio.wait_for(task, 1)
+
+    asyncio.run(scenario())
 
 
 def test_settle_without_cost_spends_nothing() -> None:
     budget = Budget(8.0, DOLLAR)
-    estimate = budget.reserve(request())
+    estimate = reserve(budget)
     budget.settle(estimate, None)
     assert budget.reserved == 0.0 and budget.spent == 0.0
-    budget.reserve(request())  # the whole budget is available again
+    reserve(budget)  # the whole budget is available again
 
 
 def test_spent_counts_against_the_budget() -> None:
     budget = Budget(10.0, DOLLAR)
-    budget.settle(0.0, 9.5)
+    budget.spent = 9.5
     with pytest.raises(BudgetExceeded):
-        budget.reserve(request())
+        reserve(budget)
 
 
 def test_no_max_usd_never_raises() -> None:
     budget = Budget(None, DOLLAR)
     for _ in range(100):
-        budget.reserve(request(max_tokens=10_000))
-    budget.settle(0.0, 1e12)
-    budget.reserve(request(max_tokens=10_000))
+        reserve(budget, request(max_tokens=10_000))
+    budget.spent = 1e12
+    reserve(budget, request(max_tokens=10_000))
     assert budget.reserved == 101 * (2 + 20_000)
 
 
 def test_no_price_reserves_nothing() -> None:
     budget = Budget(0.0, None)
-    assert budget.reserve(request(max_tokens=10_000)) == 0.0
+    assert reserve(budget, request(max_tokens=10_000)) == 0.0
     assert budget.reserved == 0.0

@@ -77,13 +77,19 @@ class AnthropicMessages(ApiModel):
             raise BadResponse(f"unexpected response body from {self.where()}: {data!r:.200}")
         text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
         u = data.get("usage") or {}
+        cache_read = u.get("cache_read_input_tokens") or 0
+        # Anthropic's input_tokens leaves out cache reads and writes; ours counts all input
+        # (with cached_input_tokens the part that was read from the cache), as OpenAI's does
+        total_input = (
+            (u.get("input_tokens") or 0) + cache_read + (u.get("cache_creation_input_tokens") or 0)
+        )
         return ModelResponse(
             text=text,
             finish_reason=data.get("stop_reason"),
             usage=Usage(
-                input_tokens=u.get("input_tokens") or 0,
+                input_tokens=total_input,
                 output_tokens=u.get("output_tokens") or 0,
-                cached_input_tokens=u.get("cache_read_input_tokens") or 0,
+                cached_input_tokens=cache_read,
             ),
         )
 
@@ -99,7 +105,7 @@ class AnthropicMessages(ApiModel):
             return
         self.api_key()
         try:
-            await self.client.models.retrieve(self.name)
+            await self.retrying(lambda: self.client.models.retrieve(self.name), "model check")
         except Exception as e:  # noqa: BLE001 - turned into one clear line
             raise self.preflight_error(e) from e
         if self.prefill_setting == "auto":
@@ -123,13 +129,16 @@ class AnthropicMessages(ApiModel):
         from anthropic import BadRequestError
 
         try:
-            await self.client.messages.create(
-                model=self.name,
-                max_tokens=1,
-                messages=[
-                    {"role": "user", "content": "Reply with OK."},
-                    {"role": "assistant", "content": "O"},
-                ],
+            await self.retrying(
+                lambda: self.client.messages.create(
+                    model=self.name,
+                    max_tokens=1,
+                    messages=[
+                        {"role": "user", "content": "Reply with OK."},
+                        {"role": "assistant", "content": "O"},
+                    ],
+                ),
+                "prefill probe",
             )
         except BadRequestError as e:
             if "prefill" in str(e).lower():

@@ -110,14 +110,17 @@ class ApiModel(Model):
         return self.base_url or f"the {self.provider} API"
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
+        tokens = 0
         if self.limiter.active:
             text = "".join(m.content for m in request.messages) + (request.prefill or "")
-            await self.limiter.acquire(estimate_tokens(text) + request.max_tokens)
+            tokens = estimate_tokens(text) + request.max_tokens
         attempts = 0
 
         async def once() -> ModelResponse:
             nonlocal attempts
             attempts += 1
+            # every attempt, retries included, counts against the per-minute limits
+            await self.limiter.acquire(tokens)
             return await self._call(request)
 
         try:
@@ -136,6 +139,23 @@ class ApiModel(Model):
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         raise NotImplementedError
+
+    async def retrying(self, call: Any, what: str) -> Any:
+        """A preflight call, retried briefly on transient faults (a 529 at start-up must not
+        abort a run); the original exception comes back when it is final."""
+        policy = RetryPolicy(
+            retries=min(3, self.policy.retries), initial=self.policy.initial, maximum=5.0
+        )
+        try:
+            return await with_retries(
+                call,
+                policy,
+                self.retry_stats,
+                self.gate,
+                lambda: f"{self.provider}/{self.name} {what}",
+            )
+        except CallFailed as e:
+            raise (e.__cause__ or e) from None
 
     def preflight_error(self, exc: Exception) -> ConfigError:
         """One clear line for what can go wrong before a run starts."""

@@ -183,9 +183,9 @@ class OpenAIChat(ApiModel):
 
         try:
             if self.provider == "openai":
-                await self.client.models.retrieve(self.name)
+                await self.retrying(lambda: self.client.models.retrieve(self.name), "model check")
                 return
-            page = await self.client.models.list()
+            page = await self.retrying(lambda: self.client.models.list(), "model list")
             served = [m.id for m in page.data]
         except NotFoundError as e:
             if self.provider == "openai":
@@ -203,12 +203,15 @@ class OpenAIChat(ApiModel):
         from openai import BadRequestError
 
         try:
-            response = await self.client.chat.completions.create(
-                model=self.name,
-                messages=[{"role": "user", "content": "Reply with the letter A."}],
-                logprobs=True,
-                top_logprobs=5,
-                **{self.max_tokens_field: 1},
+            response = await self.retrying(
+                lambda: self.client.chat.completions.create(
+                    model=self.name,
+                    messages=[{"role": "user", "content": "Reply with the letter A."}],
+                    logprobs=True,
+                    top_logprobs=5,
+                    **{self.max_tokens_field: 1},
+                ),
+                "logprobs probe",
             )
         except BadRequestError as e:
             if "logprob" in str(e).lower():
