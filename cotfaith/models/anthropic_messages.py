@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cotfaith.errors import CacheMiss
 from cotfaith.models.api import ApiModel
-from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, Usage
 from cotfaith.models.retry import BadResponse
 
 
@@ -93,28 +92,20 @@ class AnthropicMessages(ApiModel):
             ),
         )
 
-    async def preflight(self, probes: ProbeStore) -> None:
-        known = probes.get_probe("prefill", self.identity)
-        if self.prefill_setting == "auto" and known is None and probes.replay:
-            raise CacheMiss(
-                f"replay: the cache holds no prefill probe for anthropic/{self.name};"
-                " run once with the network first"
-            )
-        if probes.replay:
-            self._settle_prefill(known)
-            return
-        self.api_key()
+    # ------------------------------------------------------------------ preflight hooks
+    probe_name = "prefill"
+
+    @property
+    def probe_wanted(self) -> bool:
+        return self.prefill_setting == "auto"
+
+    async def check_model(self) -> None:
         try:
             await self.retrying(lambda: self.client.models.retrieve(self.name), "model check")
         except Exception as e:  # noqa: BLE001 - turned into one clear line
             raise self.preflight_error(e) from e
-        if self.prefill_setting == "auto":
-            if known is None:
-                known = await self._probe_prefill()
-                probes.put_probe("prefill", self.identity, known)
-            self._settle_prefill(known)
 
-    def _settle_prefill(self, ok: bool | None) -> None:
+    def _settle(self, ok: bool | None) -> None:
         if ok is None:
             return
         if not ok:
@@ -125,7 +116,7 @@ class AnthropicMessages(ApiModel):
             )
         self.capabilities = Capabilities(prefill=bool(ok), logprobs=False, completion=False)
 
-    async def _probe_prefill(self) -> bool:
+    async def _probe(self) -> bool:
         from anthropic import BadRequestError
 
         try:

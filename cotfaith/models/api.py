@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from cotfaith.errors import ConfigError
-from cotfaith.models.base import Model, ModelRequest, ModelResponse
+from cotfaith.errors import CacheMiss, ConfigError
+from cotfaith.models.base import Model, ModelRequest, ModelResponse, ProbeStore
 from cotfaith.models.ratelimit import RateLimiter
 from cotfaith.models.retry import CallFailed, Gate, RetryPolicy, RetryStats, with_retries
 from cotfaith.pricing import estimate_tokens
@@ -139,6 +139,43 @@ class ApiModel(Model):
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ preflight
+    probe_name: str = ""
+    """The capability settled by a one-off probe call (logprobs, prefill)."""
+
+    @property
+    def probe_wanted(self) -> bool:
+        return False
+
+    async def check_model(self) -> None:
+        """Fail in one line when the key is rejected, the server unreachable or the model
+        unknown."""
+
+    async def _probe(self) -> bool:
+        raise NotImplementedError
+
+    def _settle(self, ok: bool | None) -> None:
+        """Adopt a probe outcome (None: not probed, keep the configured capabilities)."""
+
+    async def preflight(self, probes: ProbeStore) -> None:
+        known = probes.get_probe(self.probe_name, self.identity) if self.probe_wanted else None
+        if probes.replay:
+            # no network and no key: decide exactly as the run that filled the cache did
+            if self.probe_wanted and known is None:
+                raise CacheMiss(
+                    f"replay: the cache holds no {self.probe_name} probe for "
+                    f"{self.provider}/{self.name}; run once with the network first"
+                )
+            self._settle(known)
+            return
+        self.api_key()  # a missing key fails here, before anything else
+        await self.check_model()
+        if self.probe_wanted:
+            if known is None:
+                known = await self._probe()
+                probes.put_probe(self.probe_name, self.identity, known)
+            self._settle(known)
 
     async def retrying(self, call: Any, what: str) -> Any:
         """A preflight call, retried briefly on transient faults (a 529 at start-up must not

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cotfaith.errors import CacheMiss, ConfigError
+from cotfaith.errors import ConfigError
 from cotfaith.models import chat_template
 from cotfaith.models.api import ApiModel
-from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, Usage
 from cotfaith.models.retry import BadResponse
 
 CONTINUATIONS = ("none", "prefill", "completion")
@@ -144,27 +144,14 @@ class OpenAIChat(ApiModel):
         )
 
     # ------------------------------------------------------------------ preflight
-    async def preflight(self, probes: ProbeStore) -> None:
-        if self.logprobs_setting == "auto":
-            known = probes.get_probe("logprobs", self.identity)
-            if known is None and probes.replay:
-                raise CacheMiss(
-                    f"replay: the cache holds no logprobs probe for "
-                    f"{self.provider}/{self.name}; run once with the network first"
-                )
-        if probes.replay:
-            self._settle_logprobs(probes.get_probe("logprobs", self.identity))
-            return
-        self.api_key()  # a missing key fails here, before anything else
-        await self._check_model()
-        if self.logprobs_setting == "auto":
-            known = probes.get_probe("logprobs", self.identity)
-            if known is None:
-                known = await self._probe_logprobs()
-                probes.put_probe("logprobs", self.identity, known)
-            self._settle_logprobs(known)
+    # ------------------------------------------------------------------ preflight hooks
+    probe_name = "logprobs"
 
-    def _settle_logprobs(self, ok: bool | None) -> None:
+    @property
+    def probe_wanted(self) -> bool:
+        return self.logprobs_setting == "auto"
+
+    def _settle(self, ok: bool | None) -> None:
         if ok is None:
             return
         if not ok:
@@ -178,7 +165,7 @@ class OpenAIChat(ApiModel):
             completion=self.capabilities.completion,
         )
 
-    async def _check_model(self) -> None:
+    async def check_model(self) -> None:
         from openai import NotFoundError
 
         try:
@@ -199,7 +186,7 @@ class OpenAIChat(ApiModel):
                 f"it serves {served[:10]}"
             )
 
-    async def _probe_logprobs(self) -> bool:
+    async def _probe(self) -> bool:
         from openai import BadRequestError
 
         try:
