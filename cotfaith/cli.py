@@ -26,18 +26,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _report(cfg: DictConfig, out_dir: Path) -> Path:
-    r = cfg.report
-    paths = write_report(
-        out_dir,
-        ReportSettings(
-            n_bootstrap=r.n_bootstrap,
-            ci=r.ci,
-            seed=r.seed,
-            min_cots_per_length=r.min_cots_per_length,
-            n_examples=r.n_examples,
-        ),
-    )
-    return paths.report
+    return write_report(out_dir, ReportSettings.from_mapping(cfg.report)).report
 
 
 def _print_dry_run(result: RunResult) -> None:

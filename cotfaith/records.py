@@ -91,11 +91,14 @@ class RecordWriter:
         # duplicates.
         self._fh: TextIO = self.path.open("w", encoding="utf-8")
         self.count = 0
+        self.failed = 0
+        """Rows whose model call failed for good."""
 
     def write(self, record: Record) -> None:
         self._fh.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
         self._fh.flush()
         self.count += 1
+        self.failed += record.parse_status == CALL_FAILED
 
     def close(self) -> None:
         self._fh.close()

@@ -237,11 +237,8 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         _finish(bar, writer, traces_fh)
         write_run_json(
             _result(out_dir, started, writer, client, model, backend),
-            strategy,
-            segmenter,
-            client.identity,
-            cache,
             ctx,
+            cache,
             stopped_by=str(error),
         )
         raise error from None
@@ -250,7 +247,7 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         cache.close()
         await model.aclose()
     result = _result(out_dir, started, writer, client, model, backend)
-    write_run_json(result, strategy, segmenter, client.identity, cache, ctx)
+    write_run_json(result, ctx, cache)
     return result
 
 
@@ -280,25 +277,14 @@ def _result(
         spent_usd=client.budget.spent,
         retries=retry_stats.retries if retry_stats else 0,
         retry_reasons=dict(retry_stats.by_reason) if retry_stats else {},
-        failed_calls=_count_failed(writer.path),
+        failed_calls=writer.failed,
         notices=list(getattr(model, "notices", [])),
         dry_run=backend.estimate(stats.cache_hits) if isinstance(backend, DryRunModel) else None,
     )
 
 
-def _count_failed(path: Path) -> int:
-    with path.open(encoding="utf-8") as fh:
-        return sum('"parse_status": "call_failed"' in line for line in fh)
-
-
 def write_run_json(
-    result: RunResult,
-    strategy: str,
-    segmenter: str,
-    identity: dict[str, Any],
-    cache: RequestCache,
-    ctx: RunContext,
-    stopped_by: str | None = None,
+    result: RunResult, ctx: RunContext, cache: RequestCache, stopped_by: str | None = None
 ) -> None:
     data = {
         "records": result.records,
@@ -310,11 +296,11 @@ def write_run_json(
         "retry_reasons": result.retry_reasons,
         "failed_calls": result.failed_calls,
         "notices": result.notices,
-        "answer_strategy": strategy,
+        "answer_strategy": ctx.reader.strategy,
         "cot_prompt": ctx.cot_prompt,
         "continuation": ctx.continuation,
-        "segmenter": segmenter,
-        "backend": identity,  # never holds a key: keys are not part of any identity
+        "segmenter": ctx.segmenter,
+        "backend": ctx.model.identity,  # never holds a key: keys are not part of any identity
         "cache_path": str(cache.path),
         "cache_mode": cache.mode.value,
     }

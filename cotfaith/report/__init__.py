@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ class ReportSettings:
     seed: int = 0
     min_cots_per_length: int = 3
     n_examples: int = 3
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> ReportSettings:
+        """From a `report:` config section; unknown keys (a newer config) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: values[k] for k in (values or {}) if k in known})
 
 
 @dataclass

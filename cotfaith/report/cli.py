@@ -21,8 +21,7 @@ def run_settings(run_dir: Path) -> ReportSettings:
     saved = {}
     if path.exists():
         saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("report") or {}
-    known = {f.name for f in dataclasses.fields(ReportSettings)}
-    return ReportSettings(**{k: v for k, v in saved.items() if k in known})
+    return ReportSettings.from_mapping(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
