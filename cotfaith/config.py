@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from cotfaith import registry
 from cotfaith.cache import CacheMode
 
 
@@ -88,19 +89,6 @@ class AnthropicModelConfig(ApiModelConfig):
     omit_params: list[str] = field(default_factory=lambda: ["top_p"])
 
 
-# ----------------------------------------------------------------------------- tasks
-@dataclass
-class ArithmeticTaskConfig:
-    name: str = "arithmetic"
-    n_questions: int = 50
-    seed: int = 0
-    min_steps: int = 2
-    """Fewest operations per problem."""
-    max_steps: int = 6
-    min_choices: int = 4
-    max_choices: int = 5
-
-
 # ----------------------------------------------------------------------------- interventions
 @dataclass
 class TruncationConfig:
@@ -149,6 +137,9 @@ class SegmentationConfig:
 class AnswerConfig:
     strategy: str = "auto"
     """auto | logprobs | prefill | parse; auto picks the best the backend supports."""
+    min_letter_mass: float = 0.5
+    """Logprob read-out: least total probability the choice letters must hold on the first
+    answer token; below it the answer is recorded as `low_mass` (never agreement)."""
 
 
 @dataclass
@@ -194,6 +185,6 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="simulated", node=SimulatedModelConfig)
     cs.store(group="schema/model", name="openai", node=OpenAIModelConfig)
     cs.store(group="schema/model", name="anthropic", node=AnthropicModelConfig)
-    cs.store(group="schema/task", name="arithmetic", node=ArithmeticTaskConfig)
+    registry.store_schemas(cs)
     cs.store(group="schema/intervention", name="truncation", node=TruncationConfig)
     cs.store(group="schema/intervention", name="no_cot", node=NoCotConfig)

@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from cotfaith import registry
 from cotfaith.cli import CONFIG_DIR
 from cotfaith.interventions.base import REGISTRY, build_interventions
 from cotfaith.models import PROVIDERS
-from cotfaith.tasks import TASKS
 
 CONF = Path(CONFIG_DIR)
 
@@ -44,7 +44,7 @@ def test_every_model_config_composes(option):
 @pytest.mark.parametrize("option", _options("task"))
 def test_every_task_config_composes(option):
     cfg = _compose(f"task={option}")
-    assert cfg.task.name in TASKS
+    assert cfg.task.name in registry.names("task")
 
 
 def test_every_intervention_config_composes_and_is_registered():

@@ -11,9 +11,48 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from cotfaith.errors import ConfigError
+from cotfaith.registry import register
 from cotfaith.tasks.base import Question, content_id
+
+
+@dataclass
+class ArithmeticTaskConfig:
+    """Seeded multi-step arithmetic word problems (the offline default; no data file)."""
+
+    name: str = "arithmetic"
+    n_questions: int = 50
+    """How many problems."""
+    seed: int = 0
+    """Problems are a pure function of the seed."""
+    min_steps: int = 2
+    """Fewest operations per problem."""
+    max_steps: int = 6
+    """Most operations per problem."""
+    min_choices: int = 4
+    """Fewest answer choices."""
+    max_choices: int = 5
+    """Most answer choices."""
+
+
+@register("task", "arithmetic", config=ArithmeticTaskConfig)
+def load(cfg: Mapping[str, Any]) -> list[Question]:
+    """Seeded multi-step arithmetic word problems (built in, offline)."""
+    try:
+        return generate(
+            int(cfg["n_questions"]),
+            seed=int(cfg["seed"]),
+            min_steps=int(cfg["min_steps"]),
+            max_steps=int(cfg["max_steps"]),
+            min_choices=int(cfg["min_choices"]),
+            max_choices=int(cfg["max_choices"]),
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 NAMES = ("Maya", "Tom", "Aisha", "Luis", "Mei", "Omar", "Nina", "Kofi", "Sara", "Ivan")
 ITEMS = ("marbles", "apples", "stickers", "coins", "books", "shells", "cards", "pencils")

@@ -17,6 +17,12 @@ class Question:
     """Gold choice letter."""
     task: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    context: str | None = None
+    """A passage the question is about (LogiQA, HellaSwag, HotpotQA), rendered before it."""
+    subtask: str | None = None
+    """MMLU subject, BBH task...: reported beside the task."""
+    source_id: str | None = None
+    """The record's id in its source file, where the source has one."""
 
     @property
     def letters(self) -> tuple[str, ...]:
