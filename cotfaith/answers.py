@@ -4,6 +4,10 @@ Three strategies: the text generated after the prefilled ``The single, most like
 the top logprobs of that first generated token, and a free-text parser for instructed-format
 replies when prefill is unavailable. None of them raises on odd input: a reply that cannot be
 read becomes ``letter=None`` with a status saying why.
+
+A logprob read-out also says how much probability the choice letters hold (``mass``): a model
+whose first token is mostly something else ("The", a new assistant turn) has not answered with
+a letter, however the few letters in its top alternatives compare (status ``low_mass``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,21 @@ UNPARSEABLE = "unparseable"
 EMPTY = "empty"
 AMBIGUOUS = "ambiguous"
 INVALID_LETTER = "invalid_letter"
-STATUSES = (OK, UNPARSEABLE, EMPTY, AMBIGUOUS, INVALID_LETTER)
+LOW_MASS = "low_mass"
+"""Logprob read-out: the valid letters hold less than `min_mass` of the first token's
+probability (the model did not answer with a letter); the renormalised probs are kept."""
+NEW_TURN = "new_turn"
+"""The reply after a prefilled answer phrase starts the phrase again: the server closed the
+prefilled assistant turn and began a new one instead of continuing it."""
+STATUSES = (OK, UNPARSEABLE, EMPTY, AMBIGUOUS, INVALID_LETTER, LOW_MASS, NEW_TURN)
+
+DEFAULT_MIN_MASS = 0.5
+"""Least probability the valid letters must hold on the first answer token (config
+`answer.min_letter_mass`). Measured on SmolLM2-135M through llama.cpp: where the answer phrase
+really was continued (raw completion) the median letter mass was 0.988; where the server
+ignored the prefill, or the model answered an instruction with a sentence, it was 0.035 and
+0.14. 0.5 sits far from both: a real answer passes, and below it the letters are not even the
+model's most likely kind of token, so their argmax says nothing about its answer."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,11 @@ class ParsedAnswer:
     letter: str | None
     status: str
     probs: dict[str, float] | None = None
+    """Logprob read-out: the distribution renormalised over the letters."""
+    mass: float | None = None
+    """Logprob read-out: total probability (not renormalised) of the first-token alternatives
+    that read as a valid letter; a lower bound, since only the top alternatives are returned.
+    None for read-outs without logprobs."""
 
 
 def _match_label(chunk: str, letters: Sequence[str], *, any_case: bool) -> str | None:
@@ -76,8 +99,16 @@ def _token_letter(token: str, letters: Sequence[str]) -> str | None:
     return _match_label(core, letters, any_case=True) if core else None
 
 
-def read_logprobs(top_logprobs: Mapping[str, float] | None, letters: Sequence[str]) -> ParsedAnswer:
-    """Distribution over ``letters`` from the first token's top alternatives, and its argmax."""
+def read_logprobs(
+    top_logprobs: Mapping[str, float] | None,
+    letters: Sequence[str],
+    min_mass: float = DEFAULT_MIN_MASS,
+) -> ParsedAnswer:
+    """Distribution over ``letters`` from the first token's top alternatives, and its argmax.
+
+    Below ``min_mass`` of probability on the letters the answer is ``low_mass`` (letter None,
+    probs and mass kept): renormalising a few stray letters would invent a confident answer.
+    """
     if not top_logprobs:
         return ParsedAnswer(None, EMPTY)
     per_letter: dict[str, list[float]] = {}
@@ -93,16 +124,34 @@ def read_logprobs(top_logprobs: Mapping[str, float] | None, letters: Sequence[st
     # log-sum-exp per letter, shifted by the overall max so that exp() cannot overflow.
     finite = [v for vs in per_letter.values() for v in vs if v > -math.inf]
     if not finite:
-        return ParsedAnswer(None, UNPARSEABLE)
+        return ParsedAnswer(None, UNPARSEABLE, mass=0.0)
+    # the unshifted sum: logprobs are <= 0, so this cannot overflow either
+    mass = sum(math.exp(min(v, 0.0)) for v in finite)
     top = max(finite)
-    mass = {x: sum(math.exp(v - top) for v in per_letter.get(x, [])) for x in letters}
-    total = sum(mass.values())
-    probs = {x: m / total for x, m in mass.items()}
+    weight = {x: sum(math.exp(v - top) for v in per_letter.get(x, [])) for x in letters}
+    total = sum(weight.values())
+    probs = {x: w / total for x, w in weight.items()}
+    if mass < min_mass:
+        return ParsedAnswer(None, LOW_MASS, probs, mass)
     best = None
     for x in letters:  # strict ">" keeps the first letter on ties
         if best is None or probs[x] > probs[best]:
             best = x
-    return ParsedAnswer(best, OK, probs)
+    return ParsedAnswer(best, OK, probs, mass)
+
+
+def restarts_prefill(text: str, prefill: str | None) -> bool:
+    """Whether a reply that should continue ``prefill`` begins it again instead.
+
+    A server that ignores the request to continue the final assistant turn closes it and opens
+    a new one, whose reply starts like a fresh answer: "The single, most likely answer is (B)."
+    after a prefilled "The single, most likely answer is (". The first word is enough (a
+    one-token reply is just "The"); a genuine continuation after "(" is a letter.
+    """
+    if not prefill or not isinstance(text, str):
+        return False
+    words, head = text.split(), prefill.split()
+    return bool(words and head) and words[0] == head[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class PromptTemplates:
     question: str = "Question: {question}\n\nChoices:\n{choices}"
     context: str = "{context}\n\n"
     """Put before the question turn when a question has a passage (LogiQA, HotpotQA...)."""
+    demos: str = "{demos}\n\n"
+    """Put first in the question turn when the task gives few-shot demonstrations."""
     choice: str = " ({letter}): {text}"
     cot_prefix: str = "Let's think step by step:"
     answer_question: str = "Given all of the above, what's the single, most likely answer?"
@@ -97,6 +99,8 @@ class PromptTemplates:
         text = self.question.format(question=q.text, choices=choices)
         if q.context:
             text = self.context.format(context=q.context) + text
+        if q.demos:
+            text = self.demos.format(demos=q.demos) + text
         return text
 
     def mistake_messages(self, q: Question, sentence: str, *, prefill: bool) -> tuple:
@@ -204,6 +208,7 @@ def _check_placeholders(t: PromptTemplates, path: Path) -> None:
         "question": {"question", "choices"},
         "choice": {"letter", "text"},
         "context": {"context"},
+        "demos": {"demos"},
         "mistake_turn": {"question", "sentence"},
         "paraphrase_instruction": {"text"},
         "scaffold_instruction": {"partial"},

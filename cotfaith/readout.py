@@ -6,13 +6,26 @@
 - `parse`: no prefill; an instructed reply parsed by a robust parser (unparseable is recorded).
 The strategy is chosen once per run from the backend's capabilities and stored in every record,
 so analyses never mix them.
+
+Every read-out is checked, per call, for the two ways a real server turns a non-answer into a
+plausible letter: a logprob answer needs `min_mass` of probability on the letters (else
+`low_mass`), and a reply after the prefilled answer phrase must continue it, not begin it again
+(else `new_turn`: the server ignored the prefill and opened a new assistant turn).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cotfaith.answers import ParsedAnswer, parse_free_text, read_logprobs, read_prefill
+from cotfaith.answers import (
+    DEFAULT_MIN_MASS,
+    NEW_TURN,
+    ParsedAnswer,
+    parse_free_text,
+    read_logprobs,
+    read_prefill,
+    restarts_prefill,
+)
 from cotfaith.errors import ConfigError
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse
 from cotfaith.prompts import PromptTemplates
@@ -48,6 +61,15 @@ class AnswerReader:
     templates: PromptTemplates
     prefill: bool = True
     """Whether the backend can continue a prefilled answer phrase."""
+    min_mass: float = DEFAULT_MIN_MASS
+    """Logprob read-out: least probability the valid letters must hold on the first token
+    (config `answer.min_letter_mass`; why 0.5: see `answers.DEFAULT_MIN_MASS`)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_mass <= 1.0:
+            raise ConfigError(
+                f"answer.min_letter_mass must be between 0 and 1, got {self.min_mass}"
+            )
 
     @property
     def mode(self) -> str:
@@ -71,7 +93,12 @@ class AnswerReader:
     def read(self, q: Question, response: ModelResponse) -> ParsedAnswer:
         if self.strategy == "logprobs":
             # no fallback to the text: a record says exactly how its answer was read
-            return read_logprobs(response.top_logprobs, q.letters)
-        if self.strategy == "prefill" or self.mode == "letter":
-            return read_prefill(response.text, q.letters)
-        return parse_free_text(response.text, q.letters, q.choices)
+            parsed = read_logprobs(response.top_logprobs, q.letters, self.min_mass)
+        elif self.strategy == "prefill" or self.mode == "letter":
+            parsed = read_prefill(response.text, q.letters)
+        else:
+            parsed = parse_free_text(response.text, q.letters, q.choices)
+        if self.mode == "prefill" and restarts_prefill(response.text, self.templates.answer_prefix):
+            # whatever the letters say, they were not read after the prefilled "("
+            return ParsedAnswer(None, NEW_TURN, parsed.probs, parsed.mass)
+        return parsed

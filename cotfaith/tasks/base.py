@@ -23,6 +23,9 @@ class Question:
     """MMLU subject, BBH task...: reported beside the task."""
     source_id: str | None = None
     """The record's id in its source file, where the source has one."""
+    demos: str | None = None
+    """Few-shot demonstrations, rendered as text, put before the question (never holding the
+    question itself)."""
 
     @property
     def letters(self) -> tuple[str, ...]:
