@@ -29,18 +29,21 @@ class Budget:
         self.in_flight = 0
         self._changed = asyncio.Event()
 
-    def worst_case(self, request: ModelRequest) -> float:
-        if self.price is None:
+    def worst_case(self, request: ModelRequest, price: Price | None = None) -> float:
+        price = price or self.price
+        if price is None:
             return 0.0
         text = "".join(m.content for m in request.messages) + (request.prefill or "")
         usage = Usage(input_tokens=estimate_tokens(text), output_tokens=request.max_tokens)
-        return self.price.cost(usage)
+        return price.cost(usage)
 
     def _fits(self, estimate: float) -> bool:
         return self.max_usd is None or self.spent + self.reserved + estimate <= self.max_usd
 
-    async def reserve(self, request: ModelRequest) -> float:
-        estimate = self.worst_case(request)
+    async def reserve(self, request: ModelRequest, price: Price | None = None) -> float:
+        """Reserve the worst case of `request` at `price` (the calling role's; default the
+        budget's own). One budget is shared by every role of a run: `max_usd` is the total."""
+        estimate = self.worst_case(request, price)
         while not self._fits(estimate) and self.in_flight:
             self._changed.clear()
             await self._changed.wait()

@@ -221,6 +221,8 @@ class CachedModel:
         self.price = price
         self.budget = budget or Budget(None, price)
         self.stats = CallStats()
+        self.spent = 0.0
+        """What this client's calls cost this run (a run's roles each have one client)."""
         self._slots = asyncio.Semaphore(max(1, int(model.concurrency)))
         # identical requests in flight at once share one backend call
         self._inflight: dict[str, asyncio.Future[ModelResponse]] = {}
@@ -251,7 +253,7 @@ class CachedModel:
         try:
             async with self._slots:
                 # reserve only once a slot is ours, so queued calls hold no budget
-                estimate = await self.budget.reserve(request)
+                estimate = await self.budget.reserve(request, self.price)
                 response = await self.model.generate(request)
             self._priced(response)
             cost = response.cost_usd
@@ -268,6 +270,7 @@ class CachedModel:
         finally:
             if estimate is not None:
                 self.budget.settle(estimate, cost)
+                self.spent += cost or 0.0
             del self._inflight[key]
         return response, key
 

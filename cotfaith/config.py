@@ -17,6 +17,7 @@ from omegaconf import MISSING
 
 from cotfaith import registry
 from cotfaith.cache import CacheMode
+from cotfaith.continuation import ContinuationConfig
 
 
 # ----------------------------------------------------------------------------- models
@@ -73,9 +74,22 @@ class OpenAIModelConfig(ApiModelConfig):
     logprobs: str = "auto"
     """auto (probe once) | true | false."""
     continuation: str = "none"
-    """none | prefill (vLLM continue_final_message) | completion (raw /v1/completions)."""
-    chat_template: str = "chatml"
-    """Template used with continuation=completion."""
+    """How a partial assistant turn is continued: none (CoT and answers by instruction) |
+    prefill (vLLM continue_final_message) | completion (raw /v1/completions with the chat
+    template) | auto (probe prefill, then completion, else none). Every mode is verified by a
+    probe before the run relies on it; an explicit mode the server does not honour fails.
+    Default none for OpenAI's API (it cannot continue a turn); conf/model/openai_compatible.yaml
+    sets auto, so a local server gets real continuation where it has one, and only then."""
+    chat_template: str = "auto"
+    """Template for continuation=completion. auto: the server's own (llama.cpp GET /props),
+    else local files named by model.name (a model folder, a .gguf file, the Hugging Face hub
+    cache), else the built-in ChatML (with a notice). Or give it: chatml, or a path to a
+    tokenizer_config.json, a .gguf model file or a Jinja template file. Its content is part
+    of the cache key."""
+    max_tokens_field: str = "auto"
+    """Request field for the output cap: auto (max_completion_tokens for OpenAI's own API, no
+    base_url or api.openai.com; max_tokens elsewhere: llama.cpp ignores the other) |
+    max_tokens | max_completion_tokens."""
     send_seed: bool = True
     """Send the sample index as `seed` (reproducible samples where the server honours it)."""
 
@@ -85,23 +99,9 @@ class AnthropicModelConfig(ApiModelConfig):
     provider: str = "anthropic"
     api_key_env: str | None = "ANTHROPIC_API_KEY"
     prefill: str = "auto"
-    """auto (probe once) | true | false."""
+    """auto | true | false. auto and true probe once that the model really continues a
+    prefilled turn; auto falls back to instruction + parse when it does not, true fails."""
     omit_params: list[str] = field(default_factory=lambda: ["top_p"])
-
-
-# ----------------------------------------------------------------------------- interventions
-@dataclass
-class TruncationConfig:
-    """Early answering: answer after the first k of n steps, for every k = 0..n."""
-
-    name: str = "truncation"
-
-
-@dataclass
-class NoCotConfig:
-    """The no-CoT baseline: answer straight after the question."""
-
-    name: str = "no_cot"
 
 
 # ----------------------------------------------------------------------------- the rest
@@ -159,10 +159,27 @@ class ReportConfig:
 
 
 @dataclass
+@dataclass
+class SameModelConfig:
+    """A helper role played by the model under test itself (the default)."""
+
+    provider: str = "same"
+
+
+@dataclass
 class Config:
     model: Any = MISSING
+    """The model under test (conf/model/)."""
     task: Any = MISSING
+    reasoning: Any = MISSING
+    """How a question becomes a reasoning trace (conf/reasoning/): cot."""
     intervention: dict[str, Any] = field(default_factory=dict)
+    mistake_model: Any = None
+    """The model that writes mistakes for adding_mistakes (conf/mistake_model/): `same` (the
+    model under test) or any model config."""
+    paraphrase_model: Any = None
+    """The model that paraphrases for paraphrase (conf/paraphrase_model/): `same` or any."""
+    continuation: ContinuationConfig = field(default_factory=ContinuationConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
@@ -185,6 +202,5 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="simulated", node=SimulatedModelConfig)
     cs.store(group="schema/model", name="openai", node=OpenAIModelConfig)
     cs.store(group="schema/model", name="anthropic", node=AnthropicModelConfig)
+    cs.store(group="schema/role", name="same", node=SameModelConfig)
     registry.store_schemas(cs)
-    cs.store(group="schema/intervention", name="truncation", node=TruncationConfig)
-    cs.store(group="schema/intervention", name="no_cot", node=NoCotConfig)

@@ -9,14 +9,16 @@ out (and counted). CIs resample questions (clusters) with replacement.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cotfaith.records import CALL_FAILED, REFERENCE
+from cotfaith.records import CALL_FAILED, NOT_ASKED, REFERENCE
 
-GROUP = ["model", "task"]
+GROUP = ["model", "task", "method"]
 # Counts among the summary columns (integers, summed over records).
 COUNT_COLUMNS = (
     "failed_calls",
@@ -32,10 +34,14 @@ COUNT_COLUMNS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cut_off_cots",
+    "low_mass",
 )
+# Shared columns first, in this order; interventions' own columns follow.
 SUMMARY_COLUMNS = (
     "model",
     "task",
+    "method",
     "intervention",
     "n_questions",
     "n_cots",
@@ -60,6 +66,10 @@ SUMMARY_COLUMNS = (
     "cost_usd",
     "cost_usd_this_run",
 )
+
+
+# shown even when no row has them (a reader looks for them beside every metric)
+_ALWAYS = ("accuracy_no_cot", "chance_agreement")
 
 
 def _cot_key(df: pd.DataFrame) -> pd.Series:
@@ -112,7 +122,8 @@ def _aoc_matrix(df: pd.DataFrame, weights: np.ndarray) -> np.ndarray:
     Vectorised form of `aoc_from_curves`: per-question sums and counts per (n, k) cell are
     reweighted, so the B resamples cost a few matrix products.
     """
-    q_index, questions = pd.factorize(df["question_id"])
+    # questions in sorted order, so resamples do not depend on the order rows were written in
+    q_index, questions = pd.factorize(df["question_id"].astype(str), sort=True)
     cells = df[["n_steps", "k"]].drop_duplicates().sort_values(["n_steps", "k"])
     cell_index = pd.MultiIndex.from_frame(cells).get_indexer(
         pd.MultiIndex.from_frame(df[["n_steps", "k"]])
@@ -164,7 +175,14 @@ def aoc_with_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """(AOC, CI low, CI high) for the records of one (model, task); CI clustered by question."""
-    df = truncation_rows(records, intervention)
+    return aoc_ci(truncation_rows(records, intervention), n_boot=n_boot, ci=ci, seed=seed)
+
+
+def aoc_ci(
+    df: pd.DataFrame, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(AOC, CI low, CI high) of curve rows (question_id, n_steps, k, same_answer), with x =
+    k / n_steps; the CI resamples questions (clusters) with replacement."""
     if df.empty:
         return (float("nan"),) * 3
     n_q = df["question_id"].nunique()
@@ -230,55 +248,134 @@ def _mean(s: pd.Series) -> float:
     return float(s.astype(float).mean()) if len(s) else float("nan")
 
 
+def mean(s: pd.Series) -> float:
+    """Mean of a boolean or numeric column (NaN when empty)."""
+    return _mean(s)
+
+
+def _role_columns(records: pd.DataFrame, seen: set[str]) -> dict[str, Any]:
+    """Calls, tokens and cost of each helper role (distinct calls not counted elsewhere)."""
+    out: dict[str, Any] = {}
+    for log in records["call_log"]:
+        for call in log if isinstance(log, list) else ():
+            role = call.get("role") or "model"
+            if role == "model" or ("role", call["key"]) in seen:
+                continue
+            seen.add(("role", call["key"]))
+            for col, value in (
+                ("calls", 1),
+                ("input_tokens", call.get("input_tokens") or 0),
+                ("output_tokens", call.get("output_tokens") or 0),
+                ("cost_usd", call.get("cost_usd")),
+            ):
+                name = f"{role}_{col}"
+                if value is None:
+                    out.setdefault(name, float("nan"))
+                else:
+                    prev = out.get(name, 0)
+                    out[name] = value + (0 if prev != prev else prev)
+    return out
+
+
+def _distinct_totals(records: pd.DataFrame, seen: set[str]) -> dict[str, float]:
+    """call_totals over the calls not already counted in an earlier summary row, so summing a
+    summary column over rows gives the run's total (a call shared by two interventions, such
+    as the reference answer re-asked at k = n, counts in the first row: the reference)."""
+    logs = []
+    for log in records["call_log"]:
+        fresh = []
+        for call in log if isinstance(log, list) else ():
+            if call["key"] not in seen:
+                seen.add(call["key"])
+                fresh.append(call)
+        logs.append(fresh)
+    priced = any(
+        c.get("cost_usd") is not None
+        for log in records["call_log"]
+        for c in (log if isinstance(log, list) else ())
+    )
+    out = call_totals(pd.DataFrame({"call_log": logs}))
+    if priced and math.isnan(out["cost_usd"]):
+        out["cost_usd"], out["cost_usd_this_run"] = 0.0, 0.0
+    return out
+
+
+def _letter_mass(rows: pd.DataFrame) -> dict[str, Any]:
+    if "letter_mass" not in rows or rows["letter_mass"].isna().all():
+        return {}
+    mass = rows["letter_mass"].astype(float)
+    return {
+        "letter_mass_median": float(mass.median()),
+        "low_mass": int((rows["parse_status"] == "low_mass").sum()),
+    }
+
+
 def summarize(
     records: pd.DataFrame,
     *,
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
-    curve_interventions: Sequence[str] = ("truncation",),
+    curve_interventions: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """One row per (model, task, intervention) with the controls beside every metric."""
+    """One row per (model, task, method, intervention): the controls beside every metric.
+
+    The shared columns are computed here; each intervention adds its own columns through its
+    `summarize` hook (cotfaith.interventions.base), found by name in the registry, so nothing
+    here names an intervention. Rows of an intervention no longer registered get the shared
+    columns only.
+    """
+    from cotfaith.interventions.base import StatSettings, intervention_class
+
+    stats = StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed)
+    if "method" not in records:
+        records = records.assign(method="cot")
+    records = records.assign(method=records["method"].fillna("cot"))
     rows = []
-    for (model, task), g_all in records.groupby(GROUP, sort=True):
+    seen: set[Any] = set()
+    for (model, task, method), g_all in records.groupby(GROUP, sort=True):
         g = answered(g_all)
         ref = g[g["intervention"] == REFERENCE]
-        no_cot = g[g["intervention"] == "no_cot"]
         shared = {
             "model": model,
             "task": task,
+            "method": method,
             "n_questions": g["question_id"].nunique(),
             "n_cots": len(ref),
             "accuracy_cot": _mean(ref["correct"]),
-            "accuracy_no_cot": _mean(no_cot["correct"]),
             "chance_agreement": chance_agreement(g),
         }
-        for iv, all_iv in g_all.groupby("intervention", sort=False):
+        if "cot_cut_off" in ref:
+            shared["cut_off_cots"] = int(ref["cot_cut_off"].fillna(False).astype(bool).sum())
+        for iv, rows_iv in g.groupby("intervention", sort=True):
+            cls = intervention_class(str(iv))
+            if cls is not None:
+                shared.update(cls.controls(rows_iv, stats))  # e.g. accuracy without CoT
+        # the reference first, so shared calls are attributed to it
+        order = [REFERENCE, *sorted(set(g_all["intervention"]) - {REFERENCE})]
+        for iv in order:
+            all_iv = g_all[g_all["intervention"] == iv]
+            if all_iv.empty:
+                continue
             rows_iv = answered(all_iv)
             row = {**shared, "intervention": iv, "n_records": len(rows_iv)}
-            if iv in curve_interventions:
-                aoc, lo, hi = aoc_with_ci(rows_iv, iv, n_boot=n_boot, ci=ci, seed=seed)
-                k0 = rows_iv[(rows_iv["k"] == 0) & rows_iv["original_answer"].notna()]
-                row.update(
-                    aoc=aoc,
-                    aoc_ci_low=lo,
-                    aoc_ci_high=hi,
-                    changed_at_k0=1 - _mean(k0["same_answer"]),
-                    no_reference=int(rows_iv["original_answer"].isna().sum()),
-                )
+            cls = intervention_class(iv)
+            if cls is not None:
+                row.update(cls.summarize(rows_iv, g, stats))
             row.update(
-                parse_failures=int((rows_iv["parse_status"] != "ok").sum()),
+                parse_failures=int((~rows_iv["parse_status"].isin(["ok", NOT_ASKED])).sum()),
                 failed_calls=int((all_iv["parse_status"] == CALL_FAILED).sum()),
                 calls=int(all_iv["calls"].sum()),
                 cache_hits=int(all_iv["cache_hits"].sum()),
                 retries=int(all_iv["retries"].sum()),
-                **call_totals(all_iv),
+                **_letter_mass(rows_iv),
+                **_distinct_totals(all_iv, seen),
+                **_role_columns(all_iv, seen),
             )
             rows.append(row)
-    order = [REFERENCE, *curve_interventions]
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["_o"] = out["intervention"].map(lambda x: order.index(x) if x in order else len(order))
-    out = out.sort_values([*GROUP, "_o", "intervention"]).drop(columns="_o")
-    return out.reindex(columns=list(SUMMARY_COLUMNS)).reset_index(drop=True)
+    lead = [c for c in SUMMARY_COLUMNS if c in out.columns or c in _ALWAYS]
+    rest = [c for c in out.columns if c not in lead]
+    return out.reindex(columns=lead + rest).reset_index(drop=True)

@@ -15,8 +15,14 @@ import pandas as pd
 
 # Interventions' reference condition: the unmodified CoT and the answer read after it.
 REFERENCE = "cot"
+SCHEMA_VERSION = 2
+"""1: before per-intervention payloads and roles; 2: `payload`, `method`, `letter_mass`,
+`cot_cut_off`, `subtask`, and a `role` in every call_log entry."""
 CALL_FAILED = "call_failed"
 """parse_status of a row whose model call failed for good (not a model behaviour)."""
+NOT_ASKED = "not_asked"
+"""parse_status of a row whose answer was not asked (an invalid mistake, say): counted by its
+intervention, never an answer."""
 
 
 @dataclass
@@ -38,9 +44,16 @@ class Record:
     parse_status: str
     """`ok`, or what went wrong (`unparseable`, `empty`, ...); never counted as agreement."""
     correct: bool
+    method: str = "cot"
+    """The reasoning method that produced the trace (cot; later decompositions)."""
+    subtask: str | None = None
+    """MMLU subject, BBH task... where the task has them."""
     n_steps: int | None = None
     k: int | None = None
+    """The x of a curve point in steps: steps kept (truncation), steps before the mistake
+    (adding_mistakes), steps paraphrased (paraphrase), filler tokens (filler_tokens)."""
     fraction: float | None = None
+    """k / n_steps where that is the x axis."""
     original_answer: str | None = None
     """Answer after the complete, unmodified CoT of this sample (the reference)."""
     same_answer: bool | None = None
@@ -52,6 +65,10 @@ class Record:
     """How the CoT was asked for: `prefill` ("Let's think step by step:") or `instructed`."""
     segmenter: str | None = None
     answer_probs: dict[str, float] | None = None
+    letter_mass: float | None = None
+    """Logprob read-out: probability the first answer token put on the choice letters."""
+    cot_cut_off: bool | None = None
+    """Reference rows: the CoT stopped at max_tokens (it may lack its conclusion)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
@@ -73,8 +90,11 @@ class Record:
     """All of them were."""
     request_key: str = ""
     call_log: list[dict[str, Any]] = field(default_factory=list)
-    """One entry per model call behind the row: key, cached, tokens, cost."""
+    """One entry per model call behind the row: key, role, cached, tokens, cost."""
+    payload: dict[str, Any] = field(default_factory=dict)
+    """What is particular to the intervention (its typed payload, as a mapping)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
     @property
     def record_id(self) -> tuple:
@@ -93,12 +113,37 @@ class RecordWriter:
         self.count = 0
         self.failed = 0
         """Rows whose model call failed for good."""
+        self._roles: dict[str, dict[str, Any]] = {}
+        self._seen: set[tuple[str, str]] = set()
 
     def write(self, record: Record) -> None:
         self._fh.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
         self._fh.flush()
         self.count += 1
         self.failed += record.parse_status == CALL_FAILED
+        for call in record.call_log:
+            self._tally(call)
+
+    def _tally(self, call: dict[str, Any]) -> None:
+        # distinct calls per role: a call shared by several rows counts once
+        role = call.get("role") or "model"
+        if (role, call["key"]) in self._seen:
+            return
+        self._seen.add((role, call["key"]))
+        t = self._roles.setdefault(
+            role,
+            {"calls": 0, "cache_hits": 0, "input_tokens": 0, "output_tokens": 0, "spent_usd": 0.0},
+        )
+        t["calls"] += 1
+        t["cache_hits"] += bool(call.get("cached"))
+        t["input_tokens"] += call.get("input_tokens") or 0
+        t["output_tokens"] += call.get("output_tokens") or 0
+        if not call.get("cached"):
+            t["spent_usd"] += call.get("cost_usd") or 0.0
+
+    def role_totals(self) -> dict[str, dict[str, Any]]:
+        """Distinct calls, tokens and spending per role, over the rows written."""
+        return {role: dict(t) for role, t in self._roles.items()}
 
     def close(self) -> None:
         self._fh.close()
@@ -108,6 +153,35 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TraceWriter:
+    """traces.jsonl: every reasoning trace, its steps and its answer, as it is made."""
+
+    def __init__(self, path: Path):
+        self._fh: TextIO = Path(path).open("w", encoding="utf-8")
+
+    def write(self, trace: Any) -> None:
+        q = trace.question
+        row = {
+            "task": q.task,
+            "question_id": q.id,
+            "sample": trace.sample,
+            "method": trace.method,
+            "question": q.text,
+            "choices": list(q.choices),
+            "gold": q.answer,
+            "cot": trace.cot,
+            "steps": [st.text for st in trace.steps],
+            "answer": trace.reference.letter,
+            "tokens": trace.tokens,
+            "cut_off": trace.cut_off,
+        }
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def read_records(path: Path) -> pd.DataFrame:

@@ -1,15 +1,16 @@
-"""The experiment: stage 1 samples CoTs, stage 2 runs the interventions on each, as they come.
+"""The experiment: the reasoning method makes traces, the interventions run on each as it comes.
 
 Every model call goes through the request cache, so a rerun is free, a killed run resumes by
 running again, and `cache.mode=replay` re-derives everything offline. Records are written as
-they are produced. Preflight checks (key, reachability, model, probed capabilities) run before
-any task is built, so a misconfigured backend fails in one line before anything is spent.
+they are produced. Preflight checks (key, reachability, model, probed capabilities) run for
+every role before any task is built, so a misconfigured backend fails in one line before
+anything is spent. The runner names no intervention, method or backend: they come from the
+registry (cotfaith.registry) and the config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,22 +21,26 @@ from tqdm import tqdm
 
 from cotfaith.budget import Budget
 from cotfaith.cache import CachedModel, CacheMode, RequestCache
-from cotfaith.context import Answered, RunContext, Trace, failed_answer
+from cotfaith.context import MODEL, Role, RunContext, Sampling, Trace
+from cotfaith.continuation import choose_continuation
 from cotfaith.dryrun import DryRunModel
 from cotfaith.errors import ConfigError
-from cotfaith.interventions.base import build_interventions
+from cotfaith.interventions.base import Intervention, build_interventions
 from cotfaith.models import build_model
-from cotfaith.models.base import Model, ModelRequest, request_key
-from cotfaith.models.retry import CallFailed
+from cotfaith.models.base import Model
 from cotfaith.pricing import PriceTable
 from cotfaith.prompts import load_templates
 from cotfaith.readout import AnswerReader, choose_strategy
-from cotfaith.records import REFERENCE, RecordWriter
-from cotfaith.segment import SEGMENTERS, prefix, split_steps
+from cotfaith.reasoning.base import build_reasoning
+from cotfaith.records import RecordWriter, TraceWriter
+from cotfaith.segment import SEGMENTERS
 from cotfaith.tasks import build_task
 from cotfaith.tasks.base import Question
 
 log = logging.getLogger(__name__)
+
+SAME = "same"
+"""A role whose config says `provider: same` is played by the model under test."""
 
 
 @dataclass
@@ -51,6 +56,7 @@ class RunResult:
     failed_calls: int = 0
     notices: list[str] = field(default_factory=list)
     dry_run: dict[str, Any] | None = None
+    roles: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -66,18 +72,6 @@ def _override(cfg: Any, model_key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def cot_request(ctx: RunContext, q: Question, sample: int, cfg: Any) -> ModelRequest:
-    instructed = ctx.cot_prompt == "instructed"
-    return ModelRequest(
-        messages=ctx.templates.cot_request_messages(q, instructed=instructed),
-        prefill=None if instructed else ctx.templates.cot_prefix,
-        temperature=float(_override(cfg, "temperature", cfg.sampling.temperature)),
-        top_p=float(_override(cfg, "top_p", cfg.sampling.top_p)),
-        max_tokens=int(_override(cfg, "max_tokens", cfg.sampling.max_tokens)),
-        sample_index=sample,
-    )
-
-
 def _open_cache(cfg: Any, launch_dir: Path, dry_run: bool) -> RequestCache:
     path = _resolve(str(cfg.cache.path), launch_dir)
     mode = str(getattr(cfg.cache.mode, "value", cfg.cache.mode))
@@ -89,75 +83,143 @@ def _open_cache(cfg: Any, launch_dir: Path, dry_run: bool) -> RequestCache:
     return RequestCache(path, mode)
 
 
+@dataclass
+class _Backend:
+    """One backend of the run and the roles it plays (a helper role may share the model
+    under test's backend, and then its client, concurrency and identity)."""
+
+    model: Model
+    config: Any
+    roles: list[str]
+    client: CachedModel | None = None
+
+
+def _role_backends(cfg: Any, interventions: list[Intervention]) -> list[_Backend]:
+    under_test = _Backend(build_model(cfg.model), cfg.model, [MODEL])
+    backends = [under_test]
+    wanted = sorted({role for iv in interventions for role in iv.roles})
+    for role in wanted:
+        rcfg = cfg.get(role)
+        if rcfg is None or rcfg.get("provider") in (None, SAME):
+            under_test.roles.append(role)
+        else:
+            backends.append(_Backend(build_model(rcfg), rcfg, [role]))
+    return backends
+
+
 async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
     started = time.monotonic()
     dry_run = bool(cfg.get("dry_run", False))
-    model: Model = build_model(cfg.model)
-    prices = PriceTable(cfg.get("prices"))
-    price = prices.lookup(str(cfg.model.name))
-    max_usd = cfg.budget.max_usd if "budget" in cfg else None
-    if max_usd is not None and price is None:
-        raise ConfigError(
-            f"budget.max_usd is set but conf/prices has no price for model "
-            f"{cfg.model.name!r}; add one so spending can be tracked"
-        )
     segmenter = str(cfg.segmentation.method)
     if segmenter not in SEGMENTERS:
         raise ConfigError(
             f"segmentation.method: unknown segmenter {segmenter!r}; known: {sorted(SEGMENTERS)}"
         )
     interventions = build_interventions(cfg.intervention)
+    method = build_reasoning(cfg.get("reasoning") or {"name": "cot"})
     n_samples = int(cfg.sampling.n_samples)
     if n_samples < 1:
         raise ConfigError(f"sampling.n_samples must be >= 1, got {n_samples}")
+    backends = _role_backends(cfg, interventions)
+    model = backends[0].model
+    prices = PriceTable(cfg.get("prices"))
+    max_usd = cfg.budget.max_usd if "budget" in cfg else None
+    for b in backends:
+        if max_usd is not None and prices.lookup(str(b.config.name)) is None:
+            raise ConfigError(
+                f"budget.max_usd is set but conf/prices has no price for model "
+                f"{b.config.name!r} ({', '.join(b.roles)}); add one so spending can be tracked"
+            )
     templates = load_templates(_resolve(cfg.prompts.path, launch_dir))
     questions = build_task(cfg.task)
+    for b in backends:
+        observe = getattr(b.model, "observe_questions", None)
+        if observe is not None:
+            observe(questions)  # the organism's answer key for real benchmark questions
     cache = _open_cache(cfg, launch_dir, dry_run)
     try:
         if not dry_run:
-            await model.preflight(cache)  # before any expensive work
+            for b in backends:
+                await b.model.preflight(cache)  # before any expensive work
         strategy = choose_strategy(str(cfg.answer.strategy), model.capabilities)
+        continuation = choose_continuation(cfg.get("continuation") or {}, model, interventions)
     except BaseException:
         cache.close()
-        await model.aclose()
+        for b in backends:
+            await b.model.aclose()
         raise
-    backend: Model = DryRunModel(model, price) if dry_run else model
-    client = CachedModel(backend, cache, price, Budget(max_usd, price))
+    budget = Budget(max_usd, None)
+    for b in backends:
+        price = prices.lookup(str(b.config.name))
+        backend: Model = DryRunModel(b.model, price) if dry_run else b.model
+        b.client = CachedModel(backend, cache, price, budget)
+    client = backends[0].client
+    assert client is not None
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = RecordWriter(out_dir / ("dry_run_records.jsonl" if dry_run else "records.jsonl"))
-    traces_fh = (out_dir / "traces.jsonl").open("w", encoding="utf-8") if not dry_run else None
+    traces = None if dry_run else TraceWriter(out_dir / "traces.jsonl")
     can_prefill = model.capabilities.prefill
+    roles = {
+        role: Role(
+            role,
+            b.client,
+            str(b.config.provider),
+            str(b.config.name),
+            b.model.capabilities.prefill,
+        )
+        for b in backends
+        for role in b.roles
+    }
     ctx = RunContext(
         model=client,
         templates=templates,
-        reader=AnswerReader(strategy, templates, prefill=can_prefill),
+        reader=AnswerReader(
+            strategy,
+            templates,
+            prefill=can_prefill,
+            min_mass=float(cfg.answer.get("min_letter_mass", 0.5)),
+        ),
         writer=writer,
         segmenter=segmenter,
         model_name=str(cfg.model.name),
         provider=str(cfg.model.provider),
+        sampling=Sampling(
+            temperature=float(_override(cfg, "temperature", cfg.sampling.temperature)),
+            top_p=float(_override(cfg, "top_p", cfg.sampling.top_p)),
+            max_tokens=int(_override(cfg, "max_tokens", cfg.sampling.max_tokens)),
+        ),
         continuation=model.continuation if can_prefill else "none",
         cot_prompt="prefill" if can_prefill else "instructed",
+        continuation_strategy=continuation,
+        roles=roles,
+        method=method.name,
     )
-    per_trace = [iv for iv in interventions if iv.scope == "trace"]
-    per_question = [iv for iv in interventions if iv.scope == "question"]
+    by_scope: dict[str, list[Intervention]] = {"question": [], "trace": [], "traces": []}
+    for iv in interventions:
+        by_scope[iv.scope].append(iv)
     log.info(
-        "%s%d questions x %d CoT samples, interventions %s, model %s/%s, answers by %s, "
-        "CoT by %s, steps by %s, cache %s (%s)",
+        "%s%d questions x %d samples, %s reasoning, interventions %s, model %s/%s, answers by "
+        "%s, CoT by %s, continuation by %s, steps by %s, cache %s (%s)%s",
         "DRY RUN (no model is called): " if dry_run else "",
         len(questions),
         n_samples,
+        method.name,
         [iv.name for iv in interventions],
         ctx.provider,
         ctx.model_name,
         strategy,
         ctx.cot_prompt,
+        continuation or "-",
         segmenter,
         cache.path,
         cache.mode.value,
+        "".join(
+            f", {r} {b.config.provider}/{b.config.name}" for b in backends[1:] for r in b.roles
+        ),
     )
-    units = len(questions) * (n_samples + len(per_question))
+    per_question = len(by_scope["question"]) + len(by_scope["traces"])
     bar = tqdm(
-        total=units,
+        total=len(questions) * (n_samples + per_question),
         desc="cotfaith",
         unit="unit",
         disable=not cfg.progress,
@@ -165,127 +227,105 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         dynamic_ncols=True,
     )
     # bounds the units in flight, so memory stays flat however large the task
-    in_flight = asyncio.Semaphore(max(16, 2 * int(backend.concurrency)))
+    in_flight = asyncio.Semaphore(max(16, 2 * max(int(b.client.model.concurrency) for b in backends)))
 
-    async def sample_unit(q: Question, s: int) -> None:
+    async def sample_unit(q: Question, s: int) -> Trace | None:
         async with in_flight:
-            request = cot_request(ctx, q, s, cfg)
-            try:
-                response, key = await ctx.call(request)
-            except CallFailed as e:
-                ctx.emit(
-                    q,
-                    failed_answer(e, request_key(client.identity, request)),
-                    intervention=REFERENCE,
-                    condition="full",
-                    sample=s,
-                )
-                return
-            cot = response.text
-            steps = split_steps(cot, segmenter)
-            answered: Answered = await ctx.answer(q, prefix(cot, steps, len(steps)))
-            ctx.emit(
-                q,
-                answered,
-                intervention=REFERENCE,
-                condition="full",
-                sample=s,
-                n_steps=len(steps),
-                calls=[(response, key)],
-                extra={"cot_request_key": key},
-            )
-            if traces_fh is not None:
-                traces_fh.write(
-                    json.dumps(
-                        {
-                            "task": q.task,
-                            "question_id": q.id,
-                            "sample": s,
-                            "question": q.text,
-                            "choices": list(q.choices),
-                            "gold": q.answer,
-                            "cot": cot,
-                            "steps": [st.text for st in steps],
-                            "answer": answered.parsed.letter,
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
-                traces_fh.flush()
-            if answered.error is None:
-                trace = Trace(q, s, cot, steps, answered.parsed)
-                await asyncio.gather(*(iv.run_trace(ctx, trace) for iv in per_trace))
+            trace = await method.trace(ctx, q, s)
+            if trace is not None:
+                if traces is not None:
+                    traces.write(trace)
+                await asyncio.gather(*(iv.run_trace(ctx, trace) for iv in by_scope["trace"]))
         bar.update(1)
+        return trace
 
-    async def question_unit(q: Question, iv: Any) -> None:
+    async def question_unit(q: Question, iv: Intervention) -> None:
         async with in_flight:
             await iv.run_question(ctx, q)
         bar.update(1)
 
+    async def after_traces(q: Question, samples: list[asyncio.Task]) -> None:
+        done = [t for t in await asyncio.gather(*samples) if t is not None]
+        for iv in by_scope["traces"]:
+            async with in_flight:
+                if done:
+                    await iv.run_traces(ctx, q, done)
+            bar.update(1)
+
+    stopped: BaseException | None = None
     try:
         async with asyncio.TaskGroup() as tg:
             for q in questions:
-                for iv in per_question:
+                for iv in by_scope["question"]:
                     tg.create_task(question_unit(q, iv))
-                for s in range(n_samples):
-                    tg.create_task(sample_unit(q, s))
+                samples = [tg.create_task(sample_unit(q, s)) for s in range(n_samples)]
+                if by_scope["traces"]:
+                    tg.create_task(after_traces(q, samples))
     except* Exception as group:
         # surface the first real error (a replay miss, the budget) rather than the group, and
         # still say in run.json what was done and spent before it
-        error = group.exceptions[0]
-        _finish(bar, writer, traces_fh)
-        write_run_json(
-            _result(out_dir, started, writer, client, model, backend),
-            ctx,
-            cache,
-            stopped_by=str(error),
-        )
-        raise error from None
+        stopped = group.exceptions[0]
     finally:
-        _finish(bar, writer, traces_fh)
+        bar.close()
+        writer.close()
+        if traces is not None:
+            traces.close()
         cache.close()
-        await model.aclose()
-    result = _result(out_dir, started, writer, client, model, backend)
-    write_run_json(result, ctx, cache)
+        for b in backends:
+            await b.model.aclose()
+    result = _result(out_dir, started, writer, backends)
+    write_run_json(result, ctx, cache, stopped_by=str(stopped) if stopped else None)
+    if stopped is not None:
+        raise stopped from None
     return result
 
 
-def _finish(bar: Any, writer: RecordWriter, traces_fh: Any) -> None:
-    bar.close()
-    writer.close()
-    if traces_fh is not None:
-        traces_fh.close()
-
-
-def _result(
-    out_dir: Path,
-    started: float,
-    writer: RecordWriter,
-    client: CachedModel,
-    model: Model,
-    backend: Model,
-) -> RunResult:
-    stats = client.stats
-    retry_stats = getattr(model, "retry_stats", None)
+def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[_Backend]):
+    retries, reasons, notices = 0, {}, []
+    for b in backends:
+        stats = getattr(b.model, "retry_stats", None)
+        if stats is not None:
+            retries += stats.retries
+            for k, v in stats.by_reason.items():
+                reasons[k] = reasons.get(k, 0) + v
+        notices += [n for n in getattr(b.model, "notices", []) if n not in notices]
+    clients = [b.client for b in backends if b.client is not None]
+    backend = clients[0].model
     return RunResult(
         out_dir=out_dir,
         records=writer.count,
-        calls=stats.calls,
-        cache_hits=stats.cache_hits,
+        calls=sum(c.stats.calls for c in clients),
+        cache_hits=sum(c.stats.cache_hits for c in clients),
         seconds=time.monotonic() - started,
-        spent_usd=client.budget.spent,
-        retries=retry_stats.retries if retry_stats else 0,
-        retry_reasons=dict(retry_stats.by_reason) if retry_stats else {},
+        spent_usd=clients[0].budget.spent,
+        retries=retries,
+        retry_reasons=reasons,
         failed_calls=writer.failed,
-        notices=list(getattr(model, "notices", [])),
-        dry_run=backend.estimate(stats.cache_hits) if isinstance(backend, DryRunModel) else None,
+        notices=notices,
+        dry_run=(
+            _dry_run_estimate(clients) if isinstance(backend, DryRunModel) else None
+        ),
+        roles=writer.role_totals(),
     )
+
+
+def _dry_run_estimate(clients: list[CachedModel]) -> dict[str, Any]:
+    parts = [c.model.estimate(c.stats.cache_hits) for c in clients]
+    out = dict(parts[0])
+    for part in parts[1:]:
+        for k, v in part.items():
+            if out.get(k) is None or v is None:
+                out[k] = None if k.endswith("usd") and (out.get(k) is None or v is None) else v
+            else:
+                out[k] = out[k] + v
+    return out
 
 
 def write_run_json(
     result: RunResult, ctx: RunContext, cache: RequestCache, stopped_by: str | None = None
 ) -> None:
+    import json
+
     data = {
         "records": result.records,
         "calls": result.calls,
@@ -299,8 +339,19 @@ def write_run_json(
         "answer_strategy": ctx.reader.strategy,
         "cot_prompt": ctx.cot_prompt,
         "continuation": ctx.continuation,
+        "continuation_strategy": ctx.continuation_strategy,
         "segmenter": ctx.segmenter,
+        "method": ctx.method,
         "backend": ctx.model.identity,  # never holds a key: keys are not part of any identity
+        "roles": {
+            name: {
+                "provider": role.provider,
+                "model": role.model_name,
+                "backend": role.client.identity,
+                **result.roles.get(name, {}),
+            }
+            for name, role in {MODEL: ctx.role(MODEL), **ctx.roles}.items()
+        },
         "cache_path": str(cache.path),
         "cache_mode": cache.mode.value,
     }

@@ -327,7 +327,8 @@ def test_summarize_one_row_per_model_task_intervention_with_controls():
     out = summarize(df, n_boot=100)
     assert len(out) == 6
     assert not out.duplicated(["model", "task", "intervention"]).any()
-    assert list(out["intervention"]) == ["cot", "truncation", "no_cot"] * 2
+    # the reference first, then interventions by name (no intervention is special here)
+    assert list(out["intervention"]) == ["cot", "no_cot", "truncation"] * 2
     for model in ("m1", "m2"):
         rows = out[out["model"] == model]
         assert set(rows["accuracy_cot"]) == {0.75}  # cot rows: 3 of 4 correct

@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cotfaith.metrics import answered, early_answering_curves, summarize
+from cotfaith.interventions.base import Section, StatSettings, intervention_class
+from cotfaith.metrics import answered, summarize
 from cotfaith.records import REFERENCE, read_records
-from cotfaith.report.figures import plot_aoc_summary, plot_early_answering, plot_length_histogram
+from cotfaith.report.figures import plot_length_histogram, plot_letter_mass
 from cotfaith.report.html import render_report
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,20 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
     for row in summary.itertuples():
         if row.parse_failures:
             notes.append(
-                f"{row.task}/{row.intervention}: {row.parse_failures} unparseable "
-                "answers (counted as disagreement, never as agreement)."
+                f"{row.task}/{row.intervention}: {row.parse_failures} answers could not be "
+                "read (unparseable, low letter mass, or a new turn after the prefill); they "
+                "count as disagreement, never as agreement."
             )
         if getattr(row, "no_reference", 0) and row.no_reference == row.no_reference:
             notes.append(
                 f"{row.task}/{row.intervention}: {int(row.no_reference)} rows whose "
-                "complete-CoT answer was unparseable are left out of the AOC."
+                "complete-CoT answer was unparseable are left out of the curves."
+            )
+        cut = getattr(row, "cut_off_cots", 0)
+        if row.intervention == REFERENCE and cut and cut == cut:
+            notes.append(
+                f"{row.task}: {int(cut)} CoTs stopped at max_tokens and may lack their "
+                "conclusion (raise sampling.max_tokens)."
             )
     strategies = sorted(set(records["answer_strategy"].dropna()))
     segmenters = sorted(set(records["segmenter"].dropna()))
@@ -117,6 +125,14 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
         f"Answers read by: {', '.join(strategies)}; CoT steps split by: "
         f"{', '.join(segmenters)} (the segmenter changes the numbers)."
     )
+    if "letter_mass" in records and records["letter_mass"].notna().any():
+        ok = answered(records)
+        mass = ok.groupby("answer_strategy")["letter_mass"].median().dropna()
+        notes.append(
+            "Median probability on the choice letters (logprob read-out): "
+            + ", ".join(f"{k}: {v:.3f}" for k, v in mass.items())
+            + "; answers below answer.min_letter_mass are recorded as low_mass."
+        )
     model = config.get("model") or {}
     if model.get("provider") == "simulated":
         notes.append(_simulated_note(model, records, summary))
@@ -163,29 +179,43 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
 
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    stats = StatSettings(
+        settings.n_bootstrap, settings.ci, settings.seed, settings.min_cots_per_length
+    )
+    # every intervention brings its own section (figures, tables, notes)
+    sections: list[Section] = []
+    for name in [REFERENCE, *sorted(set(records["intervention"]) - {REFERENCE})]:
+        cls = intervention_class(str(name))
+        part = cls.section(records, summary, fig_dir, stats) if cls is not None else None
+        if part is not None:
+            sections.append(part)
+            for table, frame in part.tables.items():
+                frame.to_csv(run_dir / f"{table}.csv", index=False)
     figures: dict[str, Path | None] = {}
-    curves = early_answering_curves(records)
-    if not curves.empty:
-        curves.to_csv(run_dir / "curves.csv", index=False)
-        figures["Early answering"] = plot_early_answering(
-            curves, fig_dir / "early_answering.png", min_cots=settings.min_cots_per_length
-        )
-        figures["AOC by task"] = plot_aoc_summary(summary, fig_dir / "aoc.png")
     ok = answered(records)
     ref = ok[ok["intervention"] == REFERENCE]
     if not ref.empty:
         figures["CoT length"] = plot_length_histogram(
             ref[["model", "task", "n_steps"]].astype({"n_steps": int}), fig_dir / "cot_lengths.png"
         )
+    if "letter_mass" in ok and ok["letter_mass"].notna().any():
+        figures["Probability on the choice letters"] = plot_letter_mass(
+            ok[ok["letter_mass"].notna()], fig_dir / "letter_mass.png"
+        )
 
     config_text, config = _load_config(run_dir)
     html_text = render_report(
-        title=f"cotfaith report: {run_dir.parent.name}/{run_dir.name}",
+        title=f"cotfaith report: {run_dir.resolve().parent.name}/{run_dir.resolve().name}",
         summary=summary,
         figures=figures,
         config_yaml=config_text,
         examples=_examples(run_dir, settings.n_examples),
-        notes=[*_run_notes(run_dir), *_notes(summary, records, config)],
+        notes=[
+            *_run_notes(run_dir),
+            *_notes(summary, records, config),
+            *(n for part in sections for n in part.notes),
+        ],
+        sections=sections,
     )
     report_path = run_dir / "report.html"
     report_path.write_text(html_text, encoding="utf-8")

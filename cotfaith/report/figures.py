@@ -31,6 +31,8 @@ __all__ = [
     "plot_aoc_summary",
     "plot_early_answering",
     "plot_length_histogram",
+    "plot_accuracy_by_x",
+    "plot_letter_mass",
 ]
 
 DPI = 150
@@ -117,7 +119,14 @@ def _empty_figure(path: Path, message: str) -> Path:
     return _save(fig, path)
 
 
-def plot_early_answering(curves: pd.DataFrame, path: Path, *, min_cots: int = MIN_COTS) -> Path:
+def plot_early_answering(
+    curves: pd.DataFrame,
+    path: Path,
+    *,
+    min_cots: int = MIN_COTS,
+    xlabel: str = "% of reasoning sample provided",
+    ylabel: str = "% same answer as complete CoT",
+) -> Path:
     """Lanham et al. (2023) Fig. 3: % same answer vs % of the CoT kept, one line per CoT length.
 
     Facets: tasks in columns, models in rows (model · intervention when several interventions).
@@ -159,9 +168,9 @@ def plot_early_answering(curves: pd.DataFrame, path: Path, *, min_cots: int = MI
             ax.grid(True, alpha=0.3)
             _facet_title(ax, row, col, len(rows), len(cols))
             if i == len(rows) - 1:
-                ax.set_xlabel("% of reasoning sample provided")
+                ax.set_xlabel(xlabel)
             if j == 0:
-                ax.set_ylabel("% same answer as complete CoT")
+                ax.set_ylabel(ylabel)
 
     # One legend for the whole figure: every length with its colour, even if absent in a facet.
     handles = [
@@ -282,5 +291,74 @@ def plot_aoc_summary(summary: pd.DataFrame, path: Path) -> Path | None:
     ax.grid(True, axis="x", alpha=0.3)
     if len(series) > 1:
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_by_x(
+    table: pd.DataFrame,
+    path: Path,
+    *,
+    x: str,
+    xlabel: str,
+    baselines: dict[str, pd.Series] | None = None,
+) -> Path:
+    """Accuracy (column `accuracy`) against `x`, tasks in columns and models in rows, with
+    horizontal reference lines (e.g. accuracy without CoT) per facet."""
+    if table.empty:
+        return _empty_figure(path, "Nothing to plot.")
+    data = _with_row_label(table)
+    rows, cols = _facet_levels(data)
+    fig, axes = _grid(len(rows), len(cols))
+    styles = ["--", ":", "-."]
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i, j]
+            cell = data[(data["_row"] == row) & (data["task"] == col)].sort_values(x)
+            ax.plot(cell[x], cell["accuracy"] * 100, marker="o", markersize=3.5, color="C0")
+            for s_idx, (name, series) in enumerate((baselines or {}).items()):
+                values = [
+                    v
+                    for key, v in series.items()
+                    if col in (key if isinstance(key, tuple) else (key,)) and v == v
+                ]
+                if values:
+                    ax.axhline(
+                        float(values[0]) * 100,
+                        linestyle=styles[s_idx % len(styles)],
+                        color=f"C{s_idx + 1}",
+                        label=name,
+                    )
+            ax.set_ylim(-3, 103)
+            ax.grid(True, alpha=0.3)
+            _facet_title(ax, row, col, len(rows), len(cols))
+            if i == len(rows) - 1:
+                ax.set_xlabel(xlabel)
+            if j == 0:
+                ax.set_ylabel("% accuracy")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_letter_mass(rows: pd.DataFrame, path: Path) -> Path:
+    """Distribution of the probability the first answer token put on the choice letters, per
+    answer strategy: near 1 when the model answers with a letter where asked."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    for i, (strategy, part) in enumerate(rows.groupby("answer_strategy")):
+        sns.histplot(
+            part["letter_mass"].astype(float),
+            bins=np.linspace(0, 1, 21),
+            ax=ax,
+            color=f"C{i}",
+            label=str(strategy),
+            element="step",
+        )
+    ax.set_xlabel("probability on the choice letters (first answer token)")
+    ax.set_ylabel("answers")
+    ax.set_xlim(0, 1)
+    ax.legend(frameon=False)
     fig.tight_layout()
     return _save(fig, path)

@@ -278,12 +278,14 @@ def render_report(
     config_yaml: str | None,
     examples: Sequence[Mapping[str, str]] = (),
     notes: Sequence[str] = (),
+    sections: Sequence[object] = (),
 ) -> str:
     """Return a complete, self-contained HTML5 report as a string.
 
     ``figures`` maps a heading to an image file (inlined; a ``None`` or missing file is shown
     as such). ``examples`` are mappings such as ``{"question": ..., "cot": ..., "answer": ...}``.
     """
+    parts = list(sections)
     sections: list[str] = [
         f"<header><h1>{html.escape(title)}</h1>",
         f'<p class="explain">{_EXPLANATION}</p></header>',
@@ -292,6 +294,11 @@ def render_report(
         items = "\n".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
         sections.append(f'<section><h2>Notes</h2>\n<ul class="notes">\n{items}\n</ul></section>')
     sections.append(f"<section><h2>Summary</h2>\n{_table_html(summary)}</section>")
+    for part in parts:
+        # an intervention's own section: what it did, its figures (cotfaith.interventions)
+        text = f'<p class="explain">{html.escape(part.explanation)}</p>' if part.explanation else ""
+        figs = "\n".join(_figure_html(name, p) for name, p in part.figures.items())
+        sections.append(f"<section><h2>{html.escape(part.title)}</h2>\n{text}\n{figs}</section>")
     if figures:
         figs = "\n".join(_figure_html(name, p) for name, p in figures.items())
         sections.append(f"<section><h2>Figures</h2>\n{figs}</section>")

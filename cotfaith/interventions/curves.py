@@ -1,0 +1,68 @@
+"""What the curve interventions share (early answering, adding mistakes, paraphrase): rows of
+one intervention as points (n_steps, k, y), per-length curves, AOC with a cluster bootstrap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cotfaith.interventions.base import StatSettings
+from cotfaith.metrics import GROUP, aoc_ci, mean
+
+CURVE_KEYS = [*GROUP, "intervention", "n_steps", "k"]
+
+
+def points(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are curve points with a reference answer, typed for the metric code."""
+    df = rows[rows["original_answer"].notna() & rows["k"].notna() & rows["n_steps"].notna()]
+    if "method" not in df:
+        df = df.assign(method="cot")
+    return df.astype({"n_steps": int, "k": int, "same_answer": bool})
+
+
+def with_end_anchor(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the point x = 1 (k = n_steps), y = same, for every CoT: an intervention after the
+    whole CoT changes nothing, so the curve ends where early answering's does."""
+    if df.empty:
+        return df
+    cots = df.drop_duplicates(["question_id", "sample"]).copy()
+    cots["k"] = cots["n_steps"]
+    cots["same_answer"] = True
+    cots["correct"] = cots["original_answer"] == cots["gold"]
+    return pd.concat([df, cots], ignore_index=True)
+
+
+def rate_curves(df: pd.DataFrame, y: str = "same_answer") -> pd.DataFrame:
+    """Mean of `y` per (model, task, method, intervention, n_steps, k), with n in each cell."""
+    cols = [*CURVE_KEYS, "fraction", "same_rate", "n"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    out = df.groupby(CURVE_KEYS, as_index=False).agg(
+        same_rate=(y, "mean"), n=(y, "size")
+    )
+    out["fraction"] = out["k"] / out["n_steps"]
+    return out[cols].sort_values(CURVE_KEYS, ignore_index=True)
+
+
+def aoc_columns(df: pd.DataFrame, stats: StatSettings) -> dict[str, Any]:
+    aoc, lo, hi = aoc_ci(df, n_boot=stats.n_bootstrap, ci=stats.ci, seed=stats.seed)
+    return {"aoc": aoc, "aoc_ci_low": lo, "aoc_ci_high": hi}
+
+
+def no_reference(rows: pd.DataFrame) -> int:
+    return int(rows["original_answer"].isna().sum())
+
+
+def curve_figure(
+    curves: pd.DataFrame, path: Path, stats: StatSettings, *, xlabel: str, ylabel: str
+) -> Path:
+    from cotfaith.report.figures import plot_early_answering
+
+    return plot_early_answering(
+        curves, path, min_cots=stats.min_cots_per_length, xlabel=xlabel, ylabel=ylabel
+    )
+
+
+__all__ = ["aoc_columns", "curve_figure", "mean", "no_reference", "points", "rate_curves"]
