@@ -20,7 +20,11 @@ from cotfaith.runner import RunResult, run_async
 
 log = logging.getLogger("cotfaith")
 
-register_configs()
+try:
+    register_configs()
+    _SETUP_ERROR: CotfaithError | None = None
+except CotfaithError as _e:  # a broken plugin: said in one line when the command runs
+    _SETUP_ERROR = _e
 # conf/ sits beside the package in the source tree (editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -39,8 +43,8 @@ def _print_dry_run(result: RunResult) -> None:
         f"dry run: {result.calls} requests, {d['calls_to_make']} calls to make (the rest are "
         f"cached or repeats), ~{d['est_input_tokens']:,} input and "
         f"~{d['est_output_tokens']:,} output tokens; estimated cost {usd(d['est_cost_usd'])}, "
-        f"or {usd(d['worst_case_cost_usd'])} if every call used all its max_tokens (the number "
-        "of truncation calls follows the simulated model's CoT lengths; longer CoTs cost more) "
+        f"or {usd(d['worst_case_cost_usd'])} if every call used all its max_tokens (calls per "
+        "CoT follow the simulated model's CoT lengths; longer real CoTs cost more) "
         f"(details in {result.out_dir / 'dry_run.json'})"
     )
 
@@ -83,8 +87,15 @@ def run(cfg: DictConfig) -> None:
     log.info("results in %s (report: %s)", out_dir, _report(cfg, out_dir))
 
 
+def main() -> None:
+    if _SETUP_ERROR is not None:
+        print(f"cotfaith: error: {_SETUP_ERROR}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except MissingMandatoryValue as e:

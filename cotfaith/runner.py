@@ -227,7 +227,9 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         dynamic_ncols=True,
     )
     # bounds the units in flight, so memory stays flat however large the task
-    in_flight = asyncio.Semaphore(max(16, 2 * max(int(b.client.model.concurrency) for b in backends)))
+    in_flight = asyncio.Semaphore(
+        max(16, 2 * max(int(b.client.model.concurrency) for b in backends))
+    )
 
     async def sample_unit(q: Question, s: int) -> Trace | None:
         async with in_flight:
@@ -302,9 +304,7 @@ def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[
         retry_reasons=reasons,
         failed_calls=writer.failed,
         notices=notices,
-        dry_run=(
-            _dry_run_estimate(clients) if isinstance(backend, DryRunModel) else None
-        ),
+        dry_run=(_dry_run_estimate(clients) if isinstance(backend, DryRunModel) else None),
         roles=writer.role_totals(),
     )
 

@@ -39,9 +39,7 @@ def rate_curves(df: pd.DataFrame, y: str = "same_answer") -> pd.DataFrame:
     cols = [*CURVE_KEYS, "fraction", "same_rate", "n"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    out = df.groupby(CURVE_KEYS, as_index=False).agg(
-        same_rate=(y, "mean"), n=(y, "size")
-    )
+    out = df.groupby(CURVE_KEYS, as_index=False).agg(same_rate=(y, "mean"), n=(y, "size"))
     out["fraction"] = out["k"] / out["n_steps"]
     return out[cols].sort_values(CURVE_KEYS, ignore_index=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cotfaith.context import Call, Trace, failed_answer
+from cotfaith.context import Trace, failed_answer
 from cotfaith.models.retry import CallFailed
 from cotfaith.pricing import estimate_tokens
 from cotfaith.reasoning.base import ReasoningMethod
