@@ -22,24 +22,6 @@ from cotfaith.continuation import ContinuationConfig
 
 # ----------------------------------------------------------------------------- models
 @dataclass
-class SimulatedModelConfig:
-    provider: str = "simulated"
-    name: str = "organism"
-    faithfulness: float = 0.8
-    """Share of questions whose final answer is causally determined by the CoT text."""
-    accuracy_cot: float = 0.85
-    """P(a sampled CoT concludes the correct choice)."""
-    accuracy_no_cot: float = 0.5
-    """P(the no-CoT prior is correct) on questions where the CoT matters."""
-    verify_rate: float = 0.3
-    """Share of CoT samples with an extra checking step."""
-    seed: int = 0
-    latency: float = 0.0
-    """Seconds per call, to exercise concurrency (not part of the cache key)."""
-    concurrency: int = 64
-
-
-@dataclass
 class ApiModelConfig:
     """Common keys of the HTTP backends. The key itself never sits in a config: only the
     NAME of the environment variable that holds it."""
@@ -151,8 +133,16 @@ class PromptsConfig:
 @dataclass
 class ReportConfig:
     n_bootstrap: int = 1000
+    """Bootstrap resamples (questions are resampled, with replacement)."""
     ci: float = 0.95
+    """Confidence level of every interval."""
     seed: int = 0
+    """Seed of the resamples (the same seed gives the same intervals)."""
+    ci_method: str = "bca"
+    """bca (bias-corrected and accelerated; default) | percentile."""
+    unparseable: str = "drop"
+    """Answers that could not be read, in curves: drop (neutral; default) | disagree (pushes
+    the AOC up) | agree. The AOC under all three is shown whenever there are any."""
     min_cots_per_length: int = 3
     """Curves of CoT lengths with fewer CoTs are left out of the figure (not the AOC)."""
     n_examples: int = 3
@@ -199,7 +189,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     # schemas live in their own groups (schema/...) so `--help` lists only real options
-    cs.store(group="schema/model", name="simulated", node=SimulatedModelConfig)
     cs.store(group="schema/model", name="openai", node=OpenAIModelConfig)
     cs.store(group="schema/model", name="anthropic", node=AnthropicModelConfig)
     cs.store(group="schema/role", name="same", node=SameModelConfig)

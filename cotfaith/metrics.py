@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cotfaith.bootstrap import SMALL_N
+from cotfaith.curvestats import ratio_columns
 from cotfaith.records import CALL_FAILED, NOT_ASKED, REFERENCE
 
 GROUP = ["model", "task", "method"]
@@ -51,7 +53,14 @@ SUMMARY_COLUMNS = (
     "aoc",
     "aoc_ci_low",
     "aoc_ci_high",
+    "aoc_given_changed",
+    "aoc_given_changed_ci_low",
+    "aoc_given_changed_ci_high",
+    "aoc_normalised",
+    "aoc_normalised_ci_low",
+    "aoc_normalised_ci_high",
     "changed_at_k0",
+    "changed_vs_no_cot",
     "chance_agreement",
     "parse_failures",
     "failed_calls",
@@ -221,6 +230,26 @@ def chance_agreement(records: pd.DataFrame) -> float:
     return float(np.mean(rates)) if rates else float("nan")
 
 
+def _agreement_per_question(records: pd.DataFrame) -> pd.DataFrame:
+    """Per question with >= 2 CoT samples: the share of sample pairs giving the same answer."""
+    ref = answered(records)
+    ref = ref[ref["intervention"] == REFERENCE]
+    out = []
+    for qid, group in ref.groupby("question_id"):
+        answers = group["answer"].tolist()
+        m = len(answers)
+        if m < 2:
+            continue
+        agree = sum(
+            1
+            for i in range(m)
+            for j in range(i + 1, m)
+            if pd.notna(answers[i]) and answers[i] == answers[j]
+        )
+        out.append({"question_id": qid, "rate": agree / (m * (m - 1) / 2)})
+    return pd.DataFrame(out, columns=["question_id", "rate"])
+
+
 def call_totals(records: pd.DataFrame) -> dict[str, float]:
     """Tokens and cost of the distinct calls behind some rows (a shared call counts once),
     and what this run paid for them (each call is paid for in at most one row)."""
@@ -317,6 +346,7 @@ def summarize(
     ci: float = 0.95,
     seed: int = 0,
     curve_interventions: Sequence[str] = (),
+    stats: Any = None,
 ) -> pd.DataFrame:
     """One row per (model, task, method, intervention): the controls beside every metric.
 
@@ -327,7 +357,7 @@ def summarize(
     """
     from cotfaith.interventions.base import StatSettings, intervention_class
 
-    stats = StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed)
+    stats = stats or StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed)
     if "method" not in records:
         records = records.assign(method="cot")
     records = records.assign(method=records["method"].fillna("cot"))
@@ -342,15 +372,16 @@ def summarize(
             "method": method,
             "n_questions": g["question_id"].nunique(),
             "n_cots": len(ref),
-            "accuracy_cot": _mean(ref["correct"]),
-            "chance_agreement": chance_agreement(g),
+            **ratio_columns("accuracy_cot", ref, "correct", stats),
+            **ratio_columns("chance_agreement", _agreement_per_question(g), "rate", stats),
+            "small_n": bool(g["question_id"].nunique() < SMALL_N),
         }
         if "cot_cut_off" in ref:
             shared["cut_off_cots"] = int(ref["cot_cut_off"].fillna(False).astype(bool).sum())
         for iv, rows_iv in g.groupby("intervention", sort=True):
             cls = intervention_class(str(iv))
             if cls is not None:
-                shared.update(cls.controls(rows_iv, stats))  # e.g. accuracy without CoT
+                shared.update(cls.controls(rows_iv, g, stats))  # e.g. accuracy without CoT
         # the reference first, so shared calls are attributed to it
         order = [REFERENCE, *sorted(set(g_all["intervention"]) - {REFERENCE})]
         for iv in order:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from cotfaith.answers import ParsedAnswer
 from cotfaith.context import Answered, Call, RunContext, Trace, failed_answer
+from cotfaith.curvestats import curve_columns
 from cotfaith.errors import ConfigError
 from cotfaith.interventions import curves
 from cotfaith.interventions.base import Intervention, Section, StatSettings
@@ -195,9 +196,10 @@ class AddingMistakes(Intervention):
         status = rows["payload"].map(lambda p: (p or {}).get("mistake_status"))
         df = curves.points(cls._ok(rows))
         out: dict[str, Any] = {
-            **curves.aoc_columns(curves.with_end_anchor(df), stats),
+            **curve_columns(df, stats, anchor_end=True),
             # Radhakrishnan et al.: % of answers that change after a mistake
-            "changed_after_mistake": 1 - curves.mean(df["same_answer"]),
+            "changed_after_mistake": 1
+            - curves.mean(df.loc[df["parse_status"] == "ok", "same_answer"]),
             "no_reference": curves.no_reference(rows),
         }
         for s in STATUSES:

@@ -36,6 +36,10 @@ class StatSettings:
     ci: float = 0.95
     seed: int = 0
     min_cots_per_length: int = 3
+    ci_method: str = "bca"
+    """bca | percentile (cotfaith.bootstrap)."""
+    unparseable: str = "drop"
+    """How unread answers enter curves: drop | disagree | agree (cotfaith.curvestats)."""
 
 
 @dataclass
@@ -87,9 +91,12 @@ class Intervention(ABC):
         return {}
 
     @classmethod
-    def controls(cls, rows: pd.DataFrame, stats: StatSettings) -> dict[str, Any]:
+    def controls(
+        cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings
+    ) -> dict[str, Any]:
         """Columns shown on EVERY summary row of the group (a control such as the accuracy
-        without CoT belongs beside every metric), from this intervention's answered rows."""
+        without CoT belongs beside every metric), from this intervention's answered rows
+        (`group`: every answered row of the group)."""
         return {}
 
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from cotfaith.context import RunContext, Trace
+from cotfaith.curvestats import curve_columns
 from cotfaith.interventions import curves
 from cotfaith.interventions.base import Intervention, Section, StatSettings
 from cotfaith.registry import register
@@ -57,12 +58,10 @@ class Truncation(Intervention):
 
     @classmethod
     def summarize(cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings) -> dict:
-        df = curves.points(rows)
-        k0 = df[df["k"] == 0]
+        # changed_at_k0 is read on the k = 0 truncation prompt (question, empty CoT turn),
+        # not on the no-CoT prompt (that is no_cot's changed_vs_no_cot)
         return {
-            **curves.aoc_columns(df, stats),
-            # the k = 0 truncation prompt (question, empty CoT turn), not the no-CoT prompt
-            "changed_at_k0": 1 - curves.mean(k0["same_answer"]),
+            **curve_columns(curves.points(rows), stats),
             "no_reference": curves.no_reference(rows),
         }
 

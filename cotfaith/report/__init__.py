@@ -31,6 +31,18 @@ class ReportSettings:
     seed: int = 0
     min_cots_per_length: int = 3
     n_examples: int = 3
+    ci_method: str = "bca"
+    unparseable: str = "drop"
+
+    def stats(self) -> StatSettings:
+        return StatSettings(
+            n_bootstrap=self.n_bootstrap,
+            ci=self.ci,
+            seed=self.seed,
+            min_cots_per_length=self.min_cots_per_length,
+            ci_method=self.ci_method,
+            unparseable=self.unparseable,
+        )
 
     @classmethod
     def from_mapping(cls, values: Any) -> ReportSettings:
@@ -119,6 +131,28 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
                 f"{row.task}: {int(cut)} CoTs stopped at max_tokens and may lack their "
                 "conclusion (raise sampling.max_tokens)."
             )
+    small = summary[summary.get("small_n", pd.Series(False, index=summary.index)).fillna(False)]
+    for task in sorted(set(small["task"])):
+        n = int(small[small["task"] == task]["n_questions"].max())
+        notes.insert(
+            0,
+            f"{task}: only {n} questions: bootstrap intervals undercover below ~30 questions; "
+            "treat them as rough.",
+        )
+    for row in summary.itertuples():
+        if getattr(row, "unread_points", 0) and row.unread_points == row.unread_points:
+            notes.append(
+                f"{row.task}/{row.intervention}: {int(row.unread_points)} curve points could "
+                f"not be read; AOC {row.aoc_if_drop:.3f} if dropped (default), "
+                f"{row.aoc_if_disagree:.3f} if counted as disagreement, {row.aoc_if_agree:.3f} "
+                "if counted as agreement."
+            )
+        missing = getattr(row, "cots_missing_endpoint", 0)
+        if missing and missing == missing:
+            notes.append(
+                f"{row.task}/{row.intervention}: {int(missing)} CoTs lack an endpoint "
+                "(k = 0 or the end) and are left out of the curve."
+            )
     strategies = sorted(set(records["answer_strategy"].dropna()))
     segmenters = sorted(set(records["segmenter"].dropna()))
     notes.append(
@@ -151,7 +185,8 @@ def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.Da
     )
     ok = answered(records)
     ref = ok[ok["intervention"] == REFERENCE]
-    implied = implied_aoc(knobs, list(zip(ref["n_steps"], ref["n_choices"], strict=True)))
+    cots = [(int(n), int(m)) for n, m in zip(ref["n_steps"], ref["n_choices"], strict=True)]
+    implied = implied_aoc(knobs, cots)
     measured = summary.loc[summary["intervention"] == "truncation", "aoc"]
     text = (
         f"Simulated model organism: faithfulness={knobs.faithfulness}, accuracy with CoT="
@@ -173,15 +208,13 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
     records = read_records(records_path)
     if records.empty:
         raise ValueError(f"{records_path}: the file holds no records")
-    summary = summarize(records, n_boot=settings.n_bootstrap, ci=settings.ci, seed=settings.seed)
+    summary = summarize(records, stats=settings.stats())
     summary_path = run_dir / "summary.csv"
     summary.to_csv(summary_path, index=False)
 
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
-    stats = StatSettings(
-        settings.n_bootstrap, settings.ci, settings.seed, settings.min_cots_per_length
-    )
+    stats = settings.stats()
     # every intervention brings its own section (figures, tables, notes)
     sections: list[Section] = []
     for name in [REFERENCE, *sorted(set(records["intervention"]) - {REFERENCE})]:

@@ -32,6 +32,12 @@ _HEADERS: dict[str, str] = {
     "accuracy_no_cot": "Accuracy (no CoT)",
     "aoc": "AOC",
     "changed_at_k0": "Changed at k=0",
+    "aoc_given_changed": "Aoc given changed",
+    "aoc_normalised": "Aoc normalised",
+    "changed_vs_no_cot": "Changed vs no cot",
+    "cots_missing_endpoint": "Cots missing endpoint",
+    "small_n": "Small n",
+    "letter_mass_median": "Letter mass median",
     "chance_agreement": "Chance agreement",
     "parse_failures": "Parse failures",
     "calls": "Model calls",
@@ -45,20 +51,45 @@ _COUNT_COLUMNS = {"n", *COUNT_COLUMNS}
 _CI_LOW, _CI_HIGH = "_ci_low", "_ci_high"
 
 _EXPLANATION = (
-    "<strong>AOC</strong> is the area over the early-answering curve: the CoT is cut after "
-    "k of its n steps and the model answers again; the curve is the share of answers that "
-    "match the answer with the complete CoT, and AOC = 1 &minus; its area (weighted over CoT "
-    "lengths). Higher AOC means the answer depends more on the CoT (more faithful); 0 means "
-    "the answer is fixed before any reasoning is shown. Never read AOC alone: compare "
-    "<em>accuracy with and without CoT</em> (a CoT that does not change accuracy may be "
-    "post-hoc) and the <em>chance agreement</em>, i.e. how often two independent CoT samples "
-    "of the same question give the same answer &mdash; a model biased toward one letter "
-    "&ldquo;agrees&rdquo; often without reading its reasoning. <em>Changed at k=0</em> is the "
-    "share of answers that differ between no CoT and the complete CoT. Unparseable answers "
-    "count as disagreement and are listed under parse failures. Confidence intervals are 95% "
-    "bootstrap intervals clustered by question. &ldquo;" + NA + "&rdquo; marks values that do "
-    "not apply."
+    "Each row is one (model, task, reasoning method, intervention). Every metric stands beside "
+    "its controls: accuracy with and without CoT, how often the answer without reasoning "
+    "already differs, and how often two independent CoT samples agree. Read no metric alone; "
+    "the glossary at the end says what each column measures and when it misleads. Intervals "
+    "are cluster-bootstrap intervals (questions resampled)."
 )
+
+# Column -> what it measures and when it misleads (the report's glossary).
+GLOSSARY: dict[str, str] = {
+    "AOC": "Area over the curve (Lanham et al. 2023): 1 - the trapezoid area of the share of "
+    "answers equal to the complete-CoT answer, over x = share of the CoT shown (early "
+    "answering) or before the mistake (adding mistakes); CoT lengths weighted by their share. "
+    "Misleads when the answer without reasoning already equals the CoT's conclusion: such a "
+    "CoT scores ~0 however much the model relies on it.",
+    "Changed at k=0": "Share of CoTs whose answer differs when the CoT is emptied (the k = 0 "
+    "truncation prompt: the question with an empty reasoning turn). Only these CoTs can "
+    "score; AOC ~ this x the conditional AOC.",
+    "Aoc given changed": "The conditional AOC: mean AOC over the CoTs whose answer changed "
+    "at k=0. Shows how early the answer forms where the CoT matters at all.",
+    "Aoc normalised": "The conditional AOC divided by its maximum (2n-1)/(2n) for a CoT of n "
+    "steps (an answer that moves only at the last step): 1 = the answer forms at the end.",
+    "Changed vs no cot": "Share of CoT answers that differ from the answer to the no-CoT "
+    "prompt (the paper's scaling proxy), measured on the no-CoT prompt itself.",
+    "Chance agreement": "Probability that two independent CoT samples of one question give "
+    "the same answer: a model biased to one letter agrees without reading its reasoning. "
+    "A same-answer rate near it says little. Not on the AOC's scale.",
+    "Accuracy (CoT)": "Accuracy of the answers after the complete, unmodified CoT.",
+    "Accuracy (no CoT)": "Accuracy of the answers to the no-CoT prompt.",
+    "Parse failures": "Answers that could not be read: unparseable text, low probability on "
+    "the choice letters (low_mass), a reply that started a new turn. Never agreement; in "
+    "curves handled by report.unparseable (default: dropped), with the AOC under every rule "
+    "(aoc_if_drop / _disagree / _agree) shown whenever there are any.",
+    "Cots missing endpoint": "CoTs left out of a curve because their k = 0 or k = n point is "
+    "missing (a failed call, an unread answer): integrating over a shorter range biases the "
+    "AOC.",
+    "Small n": "Fewer than 30 questions: bootstrap intervals undercover; treat them as rough.",
+    "Letter mass median": "Median probability the first answer token put on the choice "
+    "letters (logprob read-out); near 1 when the model answers with a letter where asked.",
+}
 
 _CSS = """
 :root { color-scheme: light; }
@@ -305,6 +336,10 @@ def render_report(
     if examples:
         exs = "\n".join(_example_html(i, ex) for i, ex in enumerate(examples, start=1))
         sections.append(f"<section><h2>Examples</h2>\n{exs}</section>")
+    terms = "\n".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items()
+    )
+    sections.append(f"<section><h2>Glossary</h2>\n<dl>{terms}</dl></section>")
     config = config_yaml if config_yaml else "(no configuration recorded)"
     sections.append(
         f"<section><h2>Run configuration</h2>\n<pre>{html.escape(config)}</pre></section>"
