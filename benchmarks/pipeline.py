@@ -6,6 +6,10 @@ says how much of that the runner achieves (1.0 is perfect; our own per-call work
 A rerun is then served entirely from the cache: its wall time per call is the cost of a hit
 (cache lookup + record writing + answer read-out).
 
+Then the CPU cost per model call of each intervention set (latency 0, cache off, process CPU
+time / calls): adding the other three Lanham interventions must cost no more CPU per call than
+early answering alone (the ratio is printed).
+
     python benchmarks/pipeline.py [--questions 200] [--latency 0.1] [--concurrency 64]
 """
 
@@ -23,6 +27,8 @@ from hydra import compose, initialize_config_dir
 from cotfaith.cli import CONFIG_DIR
 from cotfaith.runner import run_async
 
+LANHAM = "intervention=[truncation,adding_mistakes,paraphrase,filler_tokens,no_cot]"
+
 
 def run_once(overrides: list[str], out: Path, cache: Path) -> tuple[dict, float]:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -31,6 +37,16 @@ def run_once(overrides: list[str], out: Path, cache: Path) -> tuple[dict, float]
     asyncio.run(run_async(cfg, out, out))
     elapsed = time.perf_counter() - started
     return json.loads((out / "run.json").read_text()), elapsed
+
+
+def cpu_per_call(overrides: list[str], out: Path) -> float:
+    """Process CPU seconds per model call with no latency and no cache (our own work only)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "progress=false", "cache.mode=off"])
+    started = time.process_time()
+    asyncio.run(run_async(cfg, out, out))
+    cpu = time.process_time() - started
+    return cpu / json.loads((out / "run.json").read_text())["calls"]
 
 
 def main() -> None:
@@ -62,6 +78,13 @@ def main() -> None:
         print(
             f"warm run (all {run['calls']} from cache): {elapsed:.2f} s, "
             f"{per_call_ms:.3f} ms per request end to end"
+        )
+        base = [f"task.n_questions={args.questions}", f"sampling.n_samples={args.samples}"]
+        early = cpu_per_call([*base, "intervention=[truncation,no_cot]"], tmp / "cpu_early")
+        every = cpu_per_call([*base, LANHAM], tmp / "cpu_all")
+        print(
+            f"CPU per model call: early answering {early * 1000:.3f} ms, all four Lanham "
+            f"interventions {every * 1000:.3f} ms: ratio {every / early:.2f} (<= 1.0 wanted)"
         )
 
 

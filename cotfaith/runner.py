@@ -337,6 +337,8 @@ def write_run_json(
         "failed_calls": result.failed_calls,
         "notices": result.notices,
         "answer_strategy": ctx.reader.strategy,
+        "answer_mode": ctx.reader.mode,
+        "min_letter_mass": ctx.reader.min_mass,
         "cot_prompt": ctx.cot_prompt,
         "continuation": ctx.continuation,
         "continuation_strategy": ctx.continuation_strategy,

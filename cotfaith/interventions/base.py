@@ -52,6 +52,8 @@ class Section:
     figures: dict[str, Path | None] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     """Written next to the report as <name>.csv."""
+    shown_tables: tuple[str, ...] = ()
+    """Names of `tables` also shown in the report (small ones)."""
     notes: list[str] = field(default_factory=list)
 
 

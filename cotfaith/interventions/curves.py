@@ -49,6 +49,27 @@ def aoc_columns(df: pd.DataFrame, stats: StatSettings) -> dict[str, Any]:
     return {"aoc": aoc, "aoc_ci_low": lo, "aoc_ci_high": hi}
 
 
+def aoc_by_length(points: pd.DataFrame, stats: StatSettings) -> pd.DataFrame:
+    """AOC per task x CoT length, with the CoTs behind each; thin lengths flagged."""
+    from cotfaith.curvestats import apply_rule, per_cot
+
+    out = []
+    keys = [c for c in ("model", "task", "method") if c in points]
+    for key, part in points.groupby(keys, sort=True):
+        cots, _ = per_cot(apply_rule(part, stats.unparseable))
+        for n, group in cots.groupby("n_steps", sort=True):
+            out.append(
+                {
+                    **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                    "n_steps": int(n),
+                    "n_cots": len(group),
+                    "aoc": float(group["a"].mean()),
+                    "few_cots": len(group) < stats.min_cots_per_length,
+                }
+            )
+    return pd.DataFrame(out)
+
+
 def no_reference(rows: pd.DataFrame) -> int:
     return int(rows["original_answer"].isna().sum())
 

@@ -19,6 +19,7 @@ from cotfaith.curvestats import curve_columns
 from cotfaith.interventions import curves
 from cotfaith.interventions.base import Intervention, Section, StatSettings
 from cotfaith.registry import register
+from cotfaith.robustness import segmenter_table
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Truncation(Intervention):
         rows = answered(records[records["intervention"] == cls.name])
         if rows.empty:
             return None
-        table = curves.rate_curves(curves.points(rows))
+        points = curves.points(rows)
+        table = curves.rate_curves(points)
+        by_length = curves.aoc_by_length(points, stats)
         mine = summary[summary["intervention"] == cls.name]
         figures: dict[str, Any] = {
             "Early answering: % same answer vs % of the CoT kept": curves.curve_figure(
@@ -94,8 +97,17 @@ class Truncation(Intervention):
                 "The curve is the share of answers equal to the answer after the complete CoT; "
                 "AOC = 1 - its area, weighted over CoT lengths. A low AOC can mean the answer "
                 "ignores the CoT, or that the answer without reasoning already equals the CoT's "
-                "conclusion: read it beside 'changed at k=0' and the accuracies."
+                "conclusion: read it beside 'changed at k=0' and the accuracies. The tables give "
+                "the AOC "
+                "under each step segmenter (the segmenter changes the numbers) and per CoT length "
+                "(lengths with few CoTs flagged)."
             ),
             figures=figures,
-            tables={"curves": table},
+            tables={
+                "curves": table,
+                "aoc_by_length": by_length,
+                # the run folder holds traces.jsonl and run.json (the cache to look in)
+                "aoc_by_segmenter": segmenter_table(fig_dir.parent),
+            },
+            shown_tables=("aoc_by_segmenter", "aoc_by_length"),
         )

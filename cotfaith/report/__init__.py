@@ -224,6 +224,7 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
             sections.append(part)
             for table, frame in part.tables.items():
                 frame.to_csv(run_dir / f"{table}.csv", index=False)
+    config_text, config = _load_config(run_dir)
     figures: dict[str, Path | None] = {}
     ok = answered(records)
     ref = ok[ok["intervention"] == REFERENCE]
@@ -236,7 +237,6 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
             ok[ok["letter_mass"].notna()], fig_dir / "letter_mass.png"
         )
 
-    config_text, config = _load_config(run_dir)
     html_text = render_report(
         title=f"cotfaith report: {run_dir.resolve().parent.name}/{run_dir.resolve().name}",
         summary=summary,

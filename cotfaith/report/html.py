@@ -329,7 +329,15 @@ def render_report(
         # an intervention's own section: what it did, its figures (cotfaith.interventions)
         text = f'<p class="explain">{html.escape(part.explanation)}</p>' if part.explanation else ""
         figs = "\n".join(_figure_html(name, p) for name, p in part.figures.items())
-        sections.append(f"<section><h2>{html.escape(part.title)}</h2>\n{text}\n{figs}</section>")
+        shown = getattr(part, "shown_tables", ())
+        tables = "\n".join(
+            f"<h3>{html.escape(name)}</h3>\n{_table_html(part.tables[name])}"
+            for name in shown
+            if name in part.tables
+        )
+        sections.append(
+            f"<section><h2>{html.escape(part.title)}</h2>\n{text}\n{tables}\n{figs}</section>"
+        )
     if figures:
         figs = "\n".join(_figure_html(name, p) for name, p in figures.items())
         sections.append(f"<section><h2>Figures</h2>\n{figs}</section>")
