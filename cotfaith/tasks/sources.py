@@ -1,0 +1,238 @@
+"""The published data files cotfaith downloads, pinned by commit and sha256.
+
+Copied from the provenance table of the shared benchmark data (SOURCES.tsv). A file is
+downloaded only if it is pinned here: its bytes are checked against the sha256 before use, so a
+run reads exactly the data the paper-reproducing configs were tested on. Local paths mirror the
+layout `<data_dir>/<folder>/<file>`; a mirror given by `task.url` or COTFAITH_DATA_URL serves
+the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pin:
+    rel: str
+    """Path under the data folder (and under a mirror URL)."""
+    url: str
+    """The published raw file at its pinned commit."""
+    sha256: str
+    size: int
+
+
+# local folder prefix -> (repository, commit, path prefix in that repository)
+ORIGINS: dict[str, tuple[str, str, str]] = {
+    "aqua/": ("google-deepmind/AQuA", "26b64ed1f22208c6742f47df547dfd65088ec30d", ""),
+    "arc_easy/": (
+        "raybears/cot-transparency",
+        "55d228302345c48f6fbc80a38f4c3d4304bef321",
+        "data/arc_easy/",
+    ),
+    "mmlu/": (
+        "raybears/cot-transparency",
+        "3725891431f036e4cf7469a91135383701f9363b",
+        "data/mmlu/",
+    ),
+    "truthfulqa/": (
+        "raybears/cot-transparency",
+        "3725891431f036e4cf7469a91135383701f9363b",
+        "data/truthful_qa/",
+    ),
+    "bbh_turpin/": (
+        "raybears/cot-transparency",
+        "df099452736946533f59498a90c23be3f09631c4",
+        "data/bbh/",
+    ),
+    "bbh/": ("suzgunmirac/BIG-Bench-Hard", "9ee07bd481feebf959a6b59d61ea57bdcf30964d", ""),
+    "logiqa/": ("lgw863/LogiQA-dataset", "ff6c4cbca47627b3ac2da94a29fa28204a167b41", ""),
+    "strategyqa/": (
+        "eladsegal/strategyqa",
+        "1ba1e97452e189569357876f2854b01357ffbe37",
+        "data/strategyqa/",
+    ),
+    "hotpotqa/": ("acmyu/CS592LLM-Project", "5f67a0f94f7134e0ab3a2351a5146ed141d2dcc0", "data/"),
+}
+
+# local path, sha256, bytes
+_ROWS = """
+aqua/dev.json 4a52301d8a49ae0b286f8e697f9c5da1b109b247b825b47b4c6de34312dceec5 132008
+arc_easy/ARC-Easy-Dev.jsonl f4364b808a68df6bf500ce1070fb0105d40cacd2391c210deb00ff83ba75d1f4 214423
+mmlu/dev/abstract_algebra_dev.csv bd8c73f3c75bea9db82d281d9da6949cea687b987dba24a142c638e758046624 719
+mmlu/dev/anatomy_dev.csv 0985685cf5ab13ccc1629f03a1308a9add8767582ffeb195b68b18c3415c9993 830
+mmlu/dev/astronomy_dev.csv bb03eca519a3fbc04017dc4783635763ac928f0811ce6243dbcbf0d526dbe1e3 1943
+mmlu/dev/business_ethics_dev.csv 7cd487e4ba7d9fe423bcc259ad852e963dc370629b8d61881b61ed0ae84c0b46 2095
+mmlu/dev/clinical_knowledge_dev.csv 13c88c266cf2a8aa20a062e9b901ee372431e75669fa3c80865613fa2b7f61af 1078
+mmlu/dev/college_biology_dev.csv 31f4ae0707ba3f742e0d5546ff970949be8a05e217921fe87b1814d6a0ab8184 1403
+mmlu/dev/college_chemistry_dev.csv 9ba27ba571b8ad40d35a2a88a60acf434ca5f37962c2eba8f9d0aa89edb4c1c7 1200
+mmlu/dev/college_computer_science_dev.csv fc1a43187cd68390d663e0a1849688b13a4cd75ab17616558f4e584a4a8ae2bd 2638
+mmlu/dev/college_mathematics_dev.csv 27731ee1402e720ee01ad6fa6a969a0d0978a0e9b4c385d328a61869a43f321f 1366
+mmlu/dev/college_medicine_dev.csv 63928a944fda769d7e52a3a4549d4f37f094896e65e7db35029261e1ae79909b 1545
+mmlu/dev/college_physics_dev.csv 6e043d6c566091c5ad1d8bc1d002900e1aa0bff114f98d5e3f2e4f645efce100 1279
+mmlu/dev/computer_security_dev.csv 09e276300dbd2d07906dbe4ff82aabf45b9765f933eb7d0f35ea3ea97dee8020 974
+mmlu/dev/conceptual_physics_dev.csv 5e65be1f6fdd82f4887e3747af790a747191b1b732dd2bea76306388d5ee3719 799
+mmlu/dev/econometrics_dev.csv 7a01a925199c246decd0f1fc7a1b8dc28136b19d793e5b1e0d97142c118a2940 1521
+mmlu/dev/electrical_engineering_dev.csv 5aad11b1d1c8dc1a431c3e79a047cba56d691a60403ddffaf5fbd45e9c82bc0d 851
+mmlu/dev/elementary_mathematics_dev.csv 9aca9cd215b7c170020fd5f7db1c9c3d5cbf6df9ee7b970a4810649a87245011 1315
+mmlu/dev/formal_logic_dev.csv e4b579358ed4878f6c91bfea0ccc51efdd15a28401f86da9ee8f6c0af37cf36d 1628
+mmlu/dev/global_facts_dev.csv 685577fc3f0bf09a3f5c741ef062d6328aec843069862b83b64eb3638466505f 1111
+mmlu/dev/high_school_biology_dev.csv 6a200085c150794846d4bab43bb0e22ceec9f99576dfc25f5c5d8faa9595ae13 1538
+mmlu/dev/high_school_chemistry_dev.csv 1ba44aeea98ca22342b6525a3a9ebb62003b2a8289fa42d7c844e2139557ec5b 1091
+mmlu/dev/high_school_computer_science_dev.csv 5de3800dfbbfaa89050413a765deaf774fdb0611e370951383fb50fac774663e 2809
+mmlu/dev/high_school_european_history_dev.csv a3677065cf51abc32901cdcf88ed64121f5595e3a5a67f86ae2570f866fe87c5 11445
+mmlu/dev/high_school_geography_dev.csv e43fc27b9fa8b808773a2871007b39e012a1cc1ec902f85d85cc9c27cc12883d 1268
+mmlu/dev/high_school_government_and_politics_dev.csv daf013a3eae04b5904e6a706cf0574df2c881e00d46a979cb34c6e2968ad1c90 1648
+mmlu/dev/high_school_macroeconomics_dev.csv 23ed995071c47e627c4e6adbce63a9144920441abb7e69f8b4dfac5fdc4e402d 1191
+mmlu/dev/high_school_mathematics_dev.csv d7401d5cbad5ae697bfa480e35d85de8ebf1232589a3c59b010782ee49cbe18c 1168
+mmlu/dev/high_school_microeconomics_dev.csv a409b422561f1fb02e6d1bc044657cfff7779b13146edfd937d2573423c2c49b 1167
+mmlu/dev/high_school_physics_dev.csv 5f008c3a44e7b14d86f6c1cbde28892fd0d97ae424e8af9901d75c4ee03972cc 1367
+mmlu/dev/high_school_psychology_dev.csv b39b304a436fa6239a4bb8c1dc4ca3693edec2876926851f3d512d1da9e280ab 1785
+mmlu/dev/high_school_statistics_dev.csv 9441f8da50bfb93158d9b2645909cf1bc5837e8078c0eab923cf0fe761f7754e 2422
+mmlu/dev/high_school_us_history_dev.csv 028b3c81c7be1138ad50b4afa1835773788e4557426a40abfaf132b11edab541 8758
+mmlu/dev/high_school_world_history_dev.csv b6e87a14718b0415241dfe10dd86605de5b6e5995fa57580e9e2d7c56fe147a1 4771
+mmlu/dev/human_aging_dev.csv d2439fb3c2292e7dca8244cd98dd7ca746f8424347f171345f6b396f568b0870 880
+mmlu/dev/human_sexuality_dev.csv 0da7f8f7aeb6d5a08f0413489aa5d5b84ff8ac971952ea66242762f779cb6794 942
+mmlu/dev/international_law_dev.csv 6f7f1c0191c0bcfe195d0ed39942a605012967a04d855c6482dc7e7a9f95e4d8 2293
+mmlu/dev/jurisprudence_dev.csv 27533d974102031088bc5c47fc008538ab3d08ca75e127fb64ff04cdd1562da2 1172
+mmlu/dev/logical_fallacies_dev.csv 4de026c2d116c381dcc1b65e91a28ba3d124398f920b0f3904ec5b641deb28f4 1444
+mmlu/dev/machine_learning_dev.csv e4b1b09985dbdc499d51a2a2e83d93ae05bfe72ea7407c18e3aa3d2ab9ce7517 2197
+mmlu/dev/management_dev.csv f75224958ab245d86c335d6886f8689247a9f83691ad63bb7ef3196641be9e52 761
+mmlu/dev/marketing_dev.csv 15b3cf450ebc11e122886a5bad41e78260228259fa184eaa4ba566bdf37f0315 1354
+mmlu/dev/medical_genetics_dev.csv 70cd9ff940bef360693eeb4e05b5b8e53ad75a81d6b74a784222d4cae6dcb896 952
+mmlu/dev/miscellaneous_dev.csv 72f74676c37fe477720d8b55e84517bd21daf1fe24f99dd33f1b0a636d31782e 562
+mmlu/dev/moral_disputes_dev.csv c80d35650189d23777fff1a4a53ff4387128c2536cbbd417d7e9103eeeb0d054 1635
+mmlu/dev/moral_scenarios_dev.csv dbe2196287f89a6c4be4f31a1897bf0d0f8612a5ab22451a856496df2e0c5100 1974
+mmlu/dev/nutrition_dev.csv 84444f3a5c5bf3ccbe87f361b8dca56b9e0c5594fda2c4b558c66c37f47f5b24 1971
+mmlu/dev/philosophy_dev.csv 587be220837bbe089702aa27cda03fbf72a7b959a9a4425e70d598026614cf11 859
+mmlu/dev/prehistory_dev.csv f62e146bc64a3335bafde9af63b43e4a863246da743cd49f6daf5d5e9614ff81 1758
+mmlu/dev/professional_accounting_dev.csv efc070ed71676829c67497542e3571f50a868036a17f93d00a56a4f85767ae0d 2041
+mmlu/dev/professional_law_dev.csv 15d8589900ccf4725e1bad17837d48cc18c8bf033cd9b5d6bacf28a2a8f1064f 6503
+mmlu/dev/professional_medicine_dev.csv 486456d578890d4700dd8044ac236c8ac2ee3389e35fc81ac37529f4f4487785 3678
+mmlu/dev/professional_psychology_dev.csv 222e690db42dfb217a7c56a6ac693b73cf0168e344d75f28618c62ad9d2c0261 2148
+mmlu/dev/public_relations_dev.csv 8895f665f4c696ae76d34210546d0ab4b21b79d2fd8534cd2e8002e8ed0969dc 1363
+mmlu/dev/security_studies_dev.csv c726278f37ce15489b22190771041bd459065016e3891148ef147ae7cf1a0c35 5231
+mmlu/dev/sociology_dev.csv 2e2bb34b4cabdc50e2c43097d1cfe91560224f9e1224adc19a01e922d1c49414 1484
+mmlu/dev/us_foreign_policy_dev.csv 3a9677a89fd67c3a891671a2a6a14ff69ab37bdd54fb687c2f8334c8a3fa1543 1480
+mmlu/dev/virology_dev.csv 30af41f604f2ee7f5585361df6a7022b4eaf126eeb91494f225841908f06034a 962
+mmlu/dev/world_religions_dev.csv d4f7550bb8a32a599dc2ffa0a53e85e81096f441bcca1be3a412d690ade8eaa0 540
+mmlu/val/abstract_algebra_val.csv ab0c6d19c4523969ec7b553ed49adecdb9cc00decc76c26c56c42ba198d8047c 1791
+mmlu/val/anatomy_val.csv 09e9959486ebf3643e4ecbf173a77b029c6f08665ab8f89daf99399956f26b8e 2784
+mmlu/val/astronomy_val.csv 3dbe51f827890dd079e04c8ab024c5a2a7829033cd16913744af99f7b3a46328 4615
+mmlu/val/business_ethics_val.csv 929daf023cce06fa7558595ff8c329a3c9211693f8a46977997435da52876cc3 2815
+mmlu/val/clinical_knowledge_val.csv 85f87578c62618aeb64778fd9831201430e36e58d01e62b32fb8d2babc8bd516 5980
+mmlu/val/college_biology_val.csv f624eaf75ee2add75a9f2b189bb703e0a2591981d45c60bb5f9dcd9bfe168456 4417
+mmlu/val/college_chemistry_val.csv 7d0594e7f35c83099ad2a23dc424cd1073dbf5883d7254b60395fd1642d860a7 2140
+mmlu/val/college_computer_science_val.csv 4f7a08808c39218f0a8a8b945cadcc40dbf3d254962e620f7dccdea8a0596259 4410
+mmlu/val/college_mathematics_val.csv 12621b0f192fe8773cac843c5bdc4777cc81d66b31c41188a3096e20dde143f8 2405
+mmlu/val/college_medicine_val.csv 9a490f6aaeb2e7c15cc8ce4c5745ff449568971ac447c4aa616858f7f4dcef35 7375
+mmlu/val/college_physics_val.csv 55c80f8fdd225c5ff57ab952d583fa5f20ac719e2432e9062fd5fb00e4abe42e 3231
+mmlu/val/computer_security_val.csv 52faa1f86a4fa029d1953443ac636c359c9487efa1259d6212ea052018bc1582 4310
+mmlu/val/conceptual_physics_val.csv dba647511d25b8defe1325268913d5b5853f3692af104176b88948bf89f06b95 3826
+mmlu/val/econometrics_val.csv 062b8b3ae560c7bf1bde9fb64958949ce74093eec3761dc3227e6e777168aaf1 4693
+mmlu/val/electrical_engineering_val.csv 31462254765b0525942d28da430d168dc012c64fd63140ee7c4d1cb42ebea6f5 2511
+mmlu/val/elementary_mathematics_val.csv bc9806fe460cac380621592710b4eb64051151f7adfc7d87bfc4616a4473cff9 8034
+mmlu/val/formal_logic_val.csv 306d64079d5a16516470cc059e8e313abc06ceeec8c1131af582e30fb6f21667 5930
+mmlu/val/global_facts_val.csv c32a9e14e2994414db70cbc85d89671f31be7ab3cc16fa905f8346e0c9e4061c 1619
+mmlu/val/high_school_biology_val.csv c0b264a94514f7326499c11e2b69f3991655391208d7c58c40b55e97404d4549 10284
+mmlu/val/high_school_chemistry_val.csv ed0c2c9846a709332f679a14dc0f99b68d61b6161e7f86aaf9012a11f9617e3b 6580
+mmlu/val/high_school_computer_science_val.csv 5e40b8773655e59293ecf6a3e60346f3dc23273a808e64a9cd415b8dd2d55381 3148
+mmlu/val/high_school_european_history_val.csv 82f2bbbf8148f3c7bfe8936278f8b3713686b5aa0bba43cadf4f59b7f8d192f2 29242
+mmlu/val/high_school_geography_val.csv 94444fda55747826967db7d9eb4a977edc34a64c0cdf2a8e865c382a8610d96b 3778
+mmlu/val/high_school_government_and_politics_val.csv 0fd2fd6ec975ed75c36eb6b826e4906ccdfa0275b915fa5b97499e6906a87777 6554
+mmlu/val/high_school_macroeconomics_val.csv 3533d53f9f803657e25acd63fd98f2e24626008ff2fb793e2077feccd3d97f3c 11941
+mmlu/val/high_school_mathematics_val.csv 233f0811fb852a080f52c9e9cb3ce7cfb76f54661dd6f8fddfdac6b8e2a989b2 5084
+mmlu/val/high_school_microeconomics_val.csv 51a6993ff0e2de9dcfc1c292efa4f4d983fd2397d5a28453c075272b7ba698f8 6929
+mmlu/val/high_school_physics_val.csv 3861ace8d359bac8b8560481599212193d38120fc350082680d99ad2090eeb0e 6370
+mmlu/val/high_school_psychology_val.csv 785e5c3e90eafb1cbeca4fd6c8d4d061d0358f5c4cdc5a916c77aa038cec0f9a 15845
+mmlu/val/high_school_statistics_val.csv ee65f842e44b0f9ada3919f64459c9b6a7aec190a26be00e037289279574d63c 9482
+mmlu/val/high_school_us_history_val.csv b28f9c1a3382cb1ccba85b70ed1a3f555a37b01788cc0b96f8be08a72b29d8b7 31271
+mmlu/val/high_school_world_history_val.csv 7ba62c498d5bbe64423f6dca9db97b8240b87aee8a8559cafe5bca0e8b82fd4b 44987
+mmlu/val/human_aging_val.csv 5f4e2e4eebf704c4f19a6b54e58570b5f7d3928bedc807a24ff95dc296431de0 4132
+mmlu/val/human_sexuality_val.csv 3f8b1c5317703fd7974ba1a07393b2ce66e171bc9ae8d1230455d7f42f152346 2129
+mmlu/val/international_law_val.csv 627a60c75899197670999963d6a2814b2bc7b4f7afc176a6bd665a0a2289a18a 6160
+mmlu/val/jurisprudence_val.csv a54d080420bbdb866fb18ff9eb6e8eb524df0dc1d25724997f73ac860fd3c8ec 3450
+mmlu/val/logical_fallacies_val.csv 35820dc5ddf469d073691f4634edb87955902dd4d90b45f62f848ccd88dc4817 4667
+mmlu/val/machine_learning_val.csv 23ea00a670424f7f7f54c3d32a04f470983234ffa7c6356eab8f4f7c6150fce4 2983
+mmlu/val/management_val.csv 73f1407eedac9d6b02494b8e5292daa905993ed086883b56f4f0e52aea0e61bc 1543
+mmlu/val/marketing_val.csv 521b52fd9be14088e8b3194088edd4de306e960d4a15558a0b0ea5f074ab158c 6795
+mmlu/val/medical_genetics_val.csv 03d44b759f35da638d7432bb7f050cc0bc5886497285980e91d387fe23478d6a 2722
+mmlu/val/miscellaneous_val.csv ae3d2dd1438655b9de855bae3832d3ef05a48a71ccbbb935850761284574c521 12300
+mmlu/val/moral_disputes_val.csv 941826c9761dade3ebfb3a6a9c18e36994c3fcff2b10ffbe8830cf41b9e6cad0 11552
+mmlu/val/moral_scenarios_val.csv 73735e0bf74f045cf611f5b356082f083a401f283b9187bb2510e60d8efbcf61 40926
+mmlu/val/nutrition_val.csv b9c542cf888e13a534cf23bcb603c9194829dd17c9fcfb116fbea068241302db 7712
+mmlu/val/philosophy_val.csv e190e2653bf42254783e4ed04d8016e5aedcb050a4496d3de0d737f84c79755a 8388
+mmlu/val/prehistory_val.csv 08d0748aa24b77a3ca1e95897d6c77585c728b098a5a91501015552f1f331086 9474
+mmlu/val/professional_accounting_val.csv 865b30e9a3c8dedbcedf9f50ac290571a729e1c7968485b203d328e55bbf6dca 13685
+mmlu/val/professional_law_val.csv 175350a6b9a39a1f3118b3d700068f06ea1b59fa361d40f719fc3769c3e01601 200624
+mmlu/val/professional_medicine_val.csv 8ccce8d3ca49f2a8ff645a12151ec36f4d567b53bf146bcefcb44c993efd7392 23126
+mmlu/val/professional_psychology_val.csv ef9cac4327293305ab3becdd4e8bc7ddeb56c3e43766ef4c9b8f506a3a69107c 27484
+mmlu/val/public_relations_val.csv 7acad9ec286d30324ecec4888789abf73903d8e3222cef8650e7f294310a7957 4270
+mmlu/val/security_studies_val.csv 5287f8757b00302ebcfddfe6c510e06a21c3b697e17cdefe40dfe180a619c6ca 22080
+mmlu/val/sociology_val.csv 593bf2643ee40f288dc1104fe2994ec343e7db0f11970a9d449220daf4b38846 6664
+mmlu/val/us_foreign_policy_val.csv c427b2d9da8929924583eb4d6a32956d112cb9c43448225833c0d581a25ca1df 2997
+mmlu/val/virology_val.csv bfd8a9560123c397d4697333b59e1230b4154c466c9361530381434e2c6fd401 5019
+mmlu/val/world_religions_val.csv 4352332375435709451e5782ede6700752db0b289602e572927d30ee0289125f 2308
+truthfulqa/mc_task.json b3799639bc76c939836d587de7d30b48d91012cb34be04806d33106ce06c162a 755456
+bbh_turpin/causal_judgment/few_shot_prompts.json a16c6f83907003eac1121cc35f1c0a5d0a61ec0c4b4404164f86c828bf0e43dd 24273
+bbh_turpin/causal_judgment/val_data.json a966bfecc0628fb829281f7b29d756cf80a397628658d5fe403b0ed4459b8168 367434
+bbh_turpin/date_understanding/few_shot_prompts.json 9377ac7cb8b7874299fb17928b309aa090df060b9ca58f4320ad6dc912759dc6 18483
+bbh_turpin/date_understanding/val_data.json 44454838fca0cec8ddb7eef431002c067da22cf91e3980e717c8ac3c5caad3e8 185558
+bbh_turpin/disambiguation_qa/few_shot_prompts.json b1fe58a68767dbbc6cbb7287aae75c4289b3f5e4aa9bbabbb7bcd3056a27e7d9 25983
+bbh_turpin/disambiguation_qa/val_data.json 0f97516f4b7af325a65fc0846f3dd2eae7cba415695baed7754bcd8ff0d3445a 212935
+bbh_turpin/hyperbaton/few_shot_prompts.json 80205f8fefa24438f315a63955f9cd016cf9cb9ccb61b4813818a648af5da75f 20427
+bbh_turpin/hyperbaton/val_data.json a9dfde13731f2d4e1618476d5a16ad785bc5ee7930a2d3cf0ca94640eab7ed2f 148576
+bbh_turpin/logical_deduction_five_objects/few_shot_prompts.json 3a6282204f50949cbf8bd1f17e2bea7aef27ee3a01c1ab25d71de1e04eeafa6e 23131
+bbh_turpin/logical_deduction_five_objects/val_data.json 3cc347c17291d5782e20539e988d3e787a12bc0792029057333a7a4ccc0d2a7a 329823
+bbh_turpin/movie_recommendation/few_shot_prompts.json aab14b6ddacd6e9ee1270bf637f64ea36cf6c443ee0b357eeb52e56233655507 25211
+bbh_turpin/movie_recommendation/val_data.json 1166573f182c1b65451cb5438d15a8e466e4278a0f4746383ad6c8634f46a10f 208498
+bbh_turpin/navigate/few_shot_prompts.json 98ee35b362aead2fe1d93f942d3613e6e6ba30c6cfccb47d2d35770ff07b69ce 22807
+bbh_turpin/navigate/val_data.json 8215de2c5b1337c8b22858cbd07c81d5f883beea1073d69cf4347fb850f4af11 174257
+bbh_turpin/ruin_names/few_shot_prompts.json f284cb40cab6d5fc348462eda5b23c88a3b9f85b59c96c3eb6397a10e0fe42a8 23669
+bbh_turpin/ruin_names/val_data.json 5d2d6a491475abff24c62d655184910178e4754f6b896e319bbbab3396367c71 196932
+bbh_turpin/snarks/few_shot_prompts.json a13a6e642f27b2740aaca97af80475e1a0bf2744894c4c8f81ba25b19b1f1aeb 26921
+bbh_turpin/snarks/val_data.json 4c50a3e050b1870e9afd01ada25f5dca800b0961751aac70cb56f56c5bc1accf 93229
+bbh_turpin/sports_understanding/few_shot_prompts.json 881599874d33c0389515f84b34a32f91cd47a6d6def960b2f8786eb0404cc825 14847
+bbh_turpin/sports_understanding/val_data.json dc4d47ea015c79ffacda545aeff2adfef35242b9d70ce6f6541d038c17db045c 151753
+bbh_turpin/temporal_sequences/few_shot_prompts.json dcc3fd8df5d7a4696c3af2877c779be69f37d7094aba37d211401d31753831fc 21511
+bbh_turpin/temporal_sequences/val_data.json 76b92b3a0d8796f3e8e278af712f0a41b072d89074fc2ee1a5d15d47d3d8526e 421737
+bbh_turpin/tracking_shuffled_objects_three_objects/few_shot_prompts.json 1526d7128b1a65aa05d5552a17b2949612b662fbfaf6f5bcb38f819f98b20df2 24151
+bbh_turpin/tracking_shuffled_objects_three_objects/val_data.json f64f8c3f62f68bc8feb93f02b9fb9a36adfa454e0d869034f2df1720d7b87fd4 251497
+bbh_turpin/web_of_lies/few_shot_prompts.json a099394205e99e48ded646343cfe4ae4ec45058a030101cd9475b0dfe2a44b1e 24107
+bbh_turpin/web_of_lies/val_data.json 2861ef9dcca4471437844e1fb7766837df5388d415636b3fe4f9607425d86475 116452
+bbh/bbh/boolean_expressions.json ea6c754ec005e2d3f2d085d349a740f593b5764f32ea4638ffed4cfc0061b12a 17172
+bbh/bbh/causal_judgement.json 6e8bca44dd402008ed41c07a3d0a1d5e7b03db7001a7e002fcdf4c60985ea081 202943
+bbh/bbh/date_understanding.json 0148d4ac5fca05b2f82373e5fef7208e15363b9c6079493034d77b3dab496bf5 61760
+bbh/bbh/disambiguation_qa.json cf06df9ebf911b883671cb1b35d3fbd1a1c306b19b9e9a012407e596c85fe8c6 85255
+bbh/bbh/hyperbaton.json b6d7f55c75f5d02f2987a4f3123802dfa093872089a56a334144aae8a7264fdc 44706
+bbh/bbh/logical_deduction_three_objects.json e590fae72e3a6041fbd23bd8ff6b74baf44ca563f6ba40a041c55e7b867c1681 112213
+bbh/bbh/navigate.json b7944dfd3c81da5c4815bd75b00d6fa3c64140823498e78ed496f4c3d36f7f0d 55163
+bbh/bbh/snarks.json 54a0661fe2de06167645a4965e6bcf963c4ba307e76262a7c750998b0e3d0d0e 42646
+bbh/bbh/sports_understanding.json 63ca262858f6176864515cd8cf53cdaa40839ebecc155b726d77930855d167bf 28617
+bbh/bbh/web_of_lies.json 3e60323f8514a107fdb4edf35f8832a9171c5a09c0eaa47823559de905e8ab8b 52964
+bbh/cot-prompts/boolean_expressions.txt 685affba97425cdf3549d5d313ba876caed2fa7c8a4cf1ea7549faf22179609d 1891
+bbh/cot-prompts/causal_judgement.txt 14377e36cccb084b7d0fe73988d08696f7675d712b02d3ae1f5f7f12c77028ea 3763
+bbh/cot-prompts/date_understanding.txt a0a13c392f689a1828f5f6ffb9dee3d44483794490da5d92f0e2a723787b1cfb 1277
+bbh/cot-prompts/disambiguation_qa.txt 794fd259297972a4c963a5d13a84dc221edde460de27fa5d8fd64299a2001597 3678
+bbh/cot-prompts/hyperbaton.txt 19898af91c35cb26bbdf5fdb6f6fb17e138677250332e2994005625ffb50b261 3224
+bbh/cot-prompts/logical_deduction_three_objects.txt 4ed65246c0c1c4b0b4053d784181892b842bce19cf4358c976f34b1a434ef034 2615
+bbh/cot-prompts/navigate.txt dc2fd733f1867b8c79685f15b83746064534a94bf73468341c2a9dd335be22fc 2257
+bbh/cot-prompts/snarks.txt 35084a2a0b86bc4008ab206b838c0b97dd425897dd72198137c3cefc499c0960 3224
+bbh/cot-prompts/sports_understanding.txt 2058a9bed717a6edb8ca2f815e88851436a4ee14c8b0d504ccf464865c6d0295 931
+bbh/cot-prompts/web_of_lies.txt c8025ca65ab7f0897c243504c863bda043d04b6e873777536743e94023c929d0 3055
+logiqa/Eval.txt 4c49e6753b7262c001506b9151135abf722247035ab075dad93acdea5789c01f 550021
+strategyqa/dev.json 0d94842ffb022db8fd5ecd2168b785d5cf67f6faf64f665476bad544a3eb9dde 424195
+hotpotqa/hotpot_dev_distractor_v1_100.json f764184c713165e24c511fa067f76217d2eb9ad5c87223f268a6feedf45e812b 665489
+"""  # noqa: E501
+
+
+def _url(rel: str) -> str:
+    prefix = max((p for p in ORIGINS if rel.startswith(p)), key=len)
+    repo, commit, remote = ORIGINS[prefix]
+    return f"https://raw.githubusercontent.com/{repo}/{commit}/{remote}{rel[len(prefix) :]}"
+
+
+PINNED: dict[str, Pin] = {
+    rel: Pin(rel, _url(rel), sha, int(size))
+    for rel, sha, size in (line.split() for line in _ROWS.strip().splitlines())
+}
