@@ -57,6 +57,10 @@ class RunResult:
     notices: list[str] = field(default_factory=list)
     dry_run: dict[str, Any] | None = None
     roles: dict[str, Any] = field(default_factory=dict)
+    skipped_records: int = 0
+    """Malformed records the task skipped (task.on_bad_record=skip)."""
+    priced: bool = True
+    """Every role's model has a price (else spending is unknown, not $0)."""
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -276,6 +280,9 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         for b in backends:
             await b.model.aclose()
     result = _result(out_dir, started, writer, backends)
+    result.skipped_records = max(
+        (int(q.meta.get("skipped_records", 0)) for q in questions), default=0
+    )
     write_run_json(result, ctx, cache, stopped_by=str(stopped) if stopped else None)
     if stopped is not None:
         raise stopped from None
@@ -293,6 +300,7 @@ def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[
         notices += [n for n in getattr(b.model, "notices", []) if n not in notices]
     clients = [b.client for b in backends if b.client is not None]
     backend = clients[0].model
+    priced = all(c.price is not None for c in clients)
     return RunResult(
         out_dir=out_dir,
         records=writer.count,
@@ -306,6 +314,7 @@ def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[
         notices=notices,
         dry_run=(_dry_run_estimate(clients) if isinstance(backend, DryRunModel) else None),
         roles=writer.role_totals(),
+        priced=priced,
     )
 
 
@@ -354,6 +363,7 @@ def write_run_json(
             }
             for name, role in {MODEL: ctx.role(MODEL), **ctx.roles}.items()
         },
+        "skipped_records": result.skipped_records,
         "cache_path": str(cache.path),
         "cache_mode": cache.mode.value,
     }

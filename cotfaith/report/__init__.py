@@ -93,6 +93,14 @@ def _examples(run_dir: Path, n: int) -> list[dict[str, str]]:
     return out
 
 
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
 def _run_notes(run_dir: Path) -> list[str]:
     """What the run itself reported: backend notices, retries, failed calls."""
     path = run_dir / "run.json"
@@ -153,6 +161,13 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
                 f"{row.task}/{row.intervention}: {int(missing)} CoTs lack an endpoint "
                 "(k = 0 or the end) and are left out of the curve."
             )
+    if "subtask" in records and records["subtask"].notna().any():
+        for task, part in records[records["subtask"].notna()].groupby("task"):
+            counts = part.groupby("subtask")["question_id"].nunique()
+            notes.append(
+                f"{task}: {len(counts)} subtasks: "
+                + ", ".join(f"{name} ({n} questions)" for name, n in counts.items())
+            )
     strategies = sorted(set(records["answer_strategy"].dropna()))
     segmenters = sorted(set(records["segmenter"].dropna()))
     notes.append(
@@ -209,6 +224,9 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
     if records.empty:
         raise ValueError(f"{records_path}: the file holds no records")
     summary = summarize(records, stats=settings.stats())
+    run_info = _run_info(run_dir)
+    if run_info.get("skipped_records"):
+        summary["skipped_records"] = int(run_info["skipped_records"])
     summary_path = run_dir / "summary.csv"
     summary.to_csv(summary_path, index=False)
 
