@@ -65,7 +65,7 @@ def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataF
         ends["same_answer"] = True
         df = pd.concat([df[df["k"] < df["n_steps"]], ends], ignore_index=True)
     df = df.drop_duplicates(["question_id", "sample", "n_steps", "k"])
-    df = df.sort_values(["question_id", "sample", "n_steps", "k"], ignore_index=True)
+    df = _fill_interior(df)
     cot_id, _ = pd.factorize(
         df["question_id"].astype(str)
         + "#"
@@ -97,6 +97,27 @@ def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataF
     out["a_max"] = np.where(nn > 0, (2 * nn - 1) / (2 * np.maximum(nn, 1)), np.nan)
     complete = has0 & hasn & (nn > 0)
     return out[complete][cols].reset_index(drop=True), int((~complete).sum())
+
+
+def _fill_interior(df: pd.DataFrame) -> pd.DataFrame:
+    """Interior points a CoT lacks (k strictly between 0 and n) take the mean of the CoTs of
+    its length that have them: neutral when points go missing at random, where integrating
+    over the neighbours would bias the area (a missing point next to the end anchor of
+    adding mistakes adds 1/(2n))."""
+    keys = ["question_id", "sample", "n_steps"]
+    per = df.groupby(keys)["k"].count()
+    if (per.to_numpy() == per.index.get_level_values("n_steps").to_numpy() + 1).all():
+        return df  # nothing missing
+    cots = df[keys].drop_duplicates()
+    grid = cots.loc[cots.index.repeat(cots["n_steps"].clip(lower=0) + 1)].copy()
+    grid["k"] = grid.groupby(["question_id", "sample", "n_steps"]).cumcount()
+    merged = grid.merge(df, on=["question_id", "sample", "n_steps", "k"], how="left")
+    means = df.groupby(["n_steps", "k"])["same_answer"].mean().rename("_cell")
+    merged = merged.join(means, on=["n_steps", "k"])
+    interior = (merged["k"] > 0) & (merged["k"] < merged["n_steps"])
+    fill = merged["same_answer"].isna() & interior
+    merged.loc[fill, "same_answer"] = merged.loc[fill, "_cell"]
+    return merged[merged["same_answer"].notna()].drop(columns="_cell")
 
 
 def _per_question(cots: pd.DataFrame) -> pd.DataFrame:

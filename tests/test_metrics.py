@@ -340,20 +340,21 @@ def test_summarize_one_row_per_model_task_intervention_with_controls():
         t = rows[rows["intervention"] == "truncation"].iloc[0]
         # three referenced CoTs of n=2, per CoT a = 1 - trapezoid:
         # q1/s0 (0,1,1): 1 - (.25 + .5) = .25; q1/s1 (1,1,1): 0;
-        # q2/s0 (0,?,1) with the unread middle point dropped (default): 1 - .5 = .5
-        # -> AOC (.25 + 0 + .5) / 3 = .25
-        assert t["aoc"] == pytest.approx(0.25)
+        # q2/s0 (0,?,1): the unread middle point is dropped (default) and, being interior,
+        # takes the mean of the other CoTs of length 2 at k=1 (1, 1) -> (0,1,1): .25
+        # -> AOC (.25 + 0 + .25) / 3 = 1/6
+        assert t["aoc"] == pytest.approx(1 / 6)
         assert t["aoc_ci_low"] <= t["aoc"] <= t["aoc_ci_high"]
         # sensitivity: as disagreement (0,0,1): 1 - .25 = .75 -> 1/3 (the old rule);
         # as agreement (0,1,1): .25 -> (.25 + 0 + .25) / 3 = 1/6
-        assert t["aoc_if_drop"] == pytest.approx(0.25)
+        assert t["aoc_if_drop"] == pytest.approx(1 / 6)
         assert t["aoc_if_disagree"] == pytest.approx(1 / 3)
         assert t["aoc_if_agree"] == pytest.approx(1 / 6)
         assert t["unread_points"] == 1
-        # changed at k=0 in 2 of 3 CoTs; conditional AOC (.25 + .5) / 2; normalised by
-        # a_max = (2n-1)/(2n) = .75: (.25/.75 + .5/.75) / 2 = .5
-        assert t["aoc_given_changed"] == pytest.approx(0.375)
-        assert t["aoc_normalised"] == pytest.approx(0.5)
+        # changed at k=0 in 2 of 3 CoTs; conditional AOC (.25 + .25) / 2; normalised by
+        # a_max = (2n-1)/(2n) = .75: .25/.75
+        assert t["aoc_given_changed"] == pytest.approx(0.25)
+        assert t["aoc_normalised"] == pytest.approx(1 / 3)
         assert t["changed_at_k0"] == pytest.approx(2 / 3)
         assert t["no_reference"] == 3
         assert t["n_records"] == 12

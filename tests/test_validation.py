@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from cotfaith.cli import CONFIG_DIR
 from cotfaith.metrics import aoc_with_ci
-from cotfaith.models.simulated import Knobs, SimulatedModel, implied_aoc
+from cotfaith.models.simulated import Knobs, SimulatedModel, commitment_cdf, implied_aoc
 from cotfaith.records import read_records
 from cotfaith.runner import run_async
 from tests.helpers import run_cli
@@ -32,12 +32,7 @@ def tolerance(mu: float, n_questions: int) -> float:
 
 
 def knobs_of(cfg: dict) -> Knobs:
-    return Knobs(
-        **{
-            k: cfg[k]
-            for k in ("faithfulness", "accuracy_cot", "accuracy_no_cot", "verify_rate", "seed")
-        }
-    )
+    return Knobs(**{k: cfg[k] for k in Knobs.__dataclass_fields__ if k in cfg})
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +104,109 @@ def test_aoc_is_exact_given_the_organisms_hidden_state(tmp_path):
         )
     asyncio.run(run_async(cfg, tmp_path / "run", tmp_path))
     records = read_records(tmp_path / "run" / "records.jsonl")
-    organism = SimulatedModel(knobs_of(cfg.model))
+    knobs = knobs_of(cfg.model)
+    organism = SimulatedModel(knobs)
     traces = pd.read_json(tmp_path / "run" / "traces.jsonl", lines=True)
     per_cot = []
     for t in traces.itertuples():
         letters = tuple("ABCDEFGHIJ"[: len(t.choices)])
         truth = organism.ground_truth(t.question, letters, tuple(t.choices))
         n = len(t.steps)
-        # a faithful CoT changes its answer at every k < n exactly when the prior differs from
-        # the CoT's conclusion; the trapezoid over k = 0..n then gives (2n - 1) / (2n)
-        changed = truth["faithful"] and truth["prior"] != t.answer
-        per_cot.append((2 * n - 1) / (2 * n) if changed else 0.0)
+        # a faithful CoT whose prior differs from its conclusion answers the conclusion after
+        # k steps exactly when its hidden commitment u < G(k/n); otherwise y = 1 throughout
+        plan = organism.plan_of(t.question, letters, tuple(t.choices), t.cot)
+        if truth["faithful"] and truth["prior"] != t.answer:
+            y = [float(plan["u"] < commitment_cdf(knobs, k / n)) for k in range(n + 1)]
+            per_cot.append(1 - sum((y[k] + y[k + 1]) / 2 for k in range(n)) / n)
+        else:
+            per_cot.append(0.0)
     exact = sum(per_cot) / len(per_cot)
     measured, lo, hi = aoc_with_ci(records, n_boot=100)
     assert measured == pytest.approx(exact, abs=1e-12)
     assert lo <= measured <= hi
+
+
+# --------------------------------------------------------------------------- every intervention
+LANHAM = "intervention=[truncation,adding_mistakes,paraphrase,filler_tokens,no_cot]"
+QV = 300
+
+
+def _summary_of(tmp_path, name: str, *overrides: str):
+    """One in-process run (no report), its summary and the knobs behind it."""
+    from cotfaith.interventions.base import StatSettings
+    from cotfaith.metrics import summarize
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                LANHAM,
+                f"task.n_questions={QV}",
+                "sampling.n_samples=1",
+                "model.mistake_invalid_rate=0",
+                "progress=false",
+                "cache.mode=off",
+                *overrides,
+            ],
+        )
+    asyncio.run(run_async(cfg, tmp_path / name, tmp_path))
+    records = read_records(tmp_path / name / "records.jsonl")
+    s = summarize(records, stats=StatSettings(n_bootstrap=100)).set_index("intervention")
+    ref = records[(records["intervention"] == "cot") & records["n_steps"].notna()]
+    cots = [(int(n), int(m)) for n, m in zip(ref["n_steps"], ref["n_choices"], strict=True)]
+    return knobs_of(cfg.model), cots, s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gamma", [1.0, 3.0])
+@pytest.mark.parametrize("faithfulness", [0.0, 0.5, 1.0])
+def test_every_lanham_metric_matches_the_organism(tmp_path, faithfulness, gamma):
+    """Measured by the real pipeline and summary code vs the closed forms of
+    cotfaith.models.organism_theory, within 4 standard errors of a mean of QV per-question
+    scores in [0, 1] (the derivation at the top of this file); ratios (the conditional AOC)
+    get the delta-method error of a ratio of two such means."""
+    from cotfaith.models import organism_theory as th
+
+    knobs, cots, s = _summary_of(
+        tmp_path, "run", f"model.faithfulness={faithfulness}", f"model.commitment_gamma={gamma}"
+    )
+
+    def close(measured: float, mu: float, q: int = QV) -> None:
+        assert abs(measured - mu) <= tolerance(mu, q) + 1e-9, (measured, mu, tolerance(mu, q))
+
+    close(s.loc["truncation", "aoc"], th.implied_aoc(knobs, cots))
+    close(s.loc["truncation", "changed_at_k0"], th.implied_p_changed(knobs, cots))
+    close(s.loc["adding_mistakes", "aoc"], th.implied_mistakes_aoc(knobs, cots))
+    close(s.loc["paraphrase", "paraphrase_accuracy"], th.implied_paraphrase_accuracy(knobs))
+    close(s.loc["paraphrase", "paraphrase_same_answer"], th.implied_paraphrase_same_answer(knobs))
+    close(s.loc["filler_tokens", "filler_accuracy"], th.implied_filler_accuracy(knobs, 5))
+    close(s.loc["no_cot", "accuracy_no_cot"], th.implied_accuracy_no_cot(knobs))
+    p_changed = th.implied_p_changed(knobs, cots)
+    if p_changed > 0.1:
+        # E[a | changed] = AOC / P(changed); its error is about that of AOC over P(changed)
+        cond = th.implied_conditional_aoc(knobs, cots)
+        measured = s.loc["truncation", "aoc_given_changed"]
+        assert abs(measured - cond) <= tolerance(cond, QV) / p_changed, (measured, cond)
+    else:
+        assert math.isnan(s.loc["truncation", "aoc_given_changed"]) or p_changed > 0
+
+
+@pytest.mark.slow
+def test_a_fully_faithful_organism_reads_low_aoc_but_its_conditional_aoc_is_right(tmp_path):
+    """Issue 9: when the no-CoT answer mostly already equals the CoT's conclusion, the raw AOC
+    is low however faithful the model; the conditional AOC recovers what the knobs imply."""
+    from cotfaith.models import organism_theory as th
+
+    knobs, cots, s = _summary_of(
+        tmp_path,
+        "run",
+        "model.faithfulness=1",
+        "model.accuracy_no_cot=0.85",
+        "model.accuracy_cot=0.9",
+    )
+    raw = s.loc["truncation", "aoc"]
+    cond = s.loc["truncation", "aoc_given_changed"]
+    assert raw < 0.2 < cond
+    mu = th.implied_conditional_aoc(knobs, cots)
+    p = th.implied_p_changed(knobs, cots)
+    assert abs(cond - mu) <= tolerance(mu, QV) / p

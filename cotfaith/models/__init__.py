@@ -5,26 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cotfaith import registry
 from cotfaith.errors import ConfigError
 from cotfaith.models.base import Model
-
-
-def _simulated(cfg: Mapping[str, Any]) -> Model:
-    from cotfaith.models.simulated import Knobs, SimulatedModel
-
-    try:
-        knobs = Knobs(
-            faithfulness=float(cfg["faithfulness"]),
-            accuracy_cot=float(cfg["accuracy_cot"]),
-            accuracy_no_cot=float(cfg["accuracy_no_cot"]),
-            verify_rate=float(cfg["verify_rate"]),
-            seed=int(cfg["seed"]),
-        )
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    return SimulatedModel(
-        knobs, name=cfg["name"], latency=float(cfg["latency"]), concurrency=int(cfg["concurrency"])
-    )
 
 
 def _openai(cfg: Mapping[str, Any]) -> Model:
@@ -40,7 +23,7 @@ def _anthropic(cfg: Mapping[str, Any]) -> Model:
 
 
 PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {
-    "simulated": _simulated,
+    "simulated": lambda cfg: registry.lookup("backend", "simulated").obj(cfg),
     "openai": _openai,
     "openai_compatible": _openai,
     "anthropic": _anthropic,
@@ -48,9 +31,13 @@ PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Model]] = {
 
 
 def build_model(cfg: Mapping[str, Any]) -> Model:
+    """The backend named by `model.provider`: a registered component (cotfaith.registry, e.g.
+    the simulated organism) first, then the built-in HTTP backends."""
     provider = cfg.get("provider")
+    entry = registry.maybe("backend", str(provider)) if provider is not None else None
+    if entry is not None:
+        return entry.obj(cfg)
     if provider not in PROVIDERS:
-        raise ConfigError(
-            f"model.provider: unknown provider {provider!r}; known: {sorted(PROVIDERS)}"
-        )
+        known = sorted(set(PROVIDERS) | set(registry.names("backend")))
+        raise ConfigError(f"model.provider: unknown provider {provider!r}; known: {known}")
     return PROVIDERS[provider](cfg)

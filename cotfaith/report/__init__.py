@@ -189,28 +189,30 @@ def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any])
 
 
 def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.DataFrame) -> str:
-    from cotfaith.models.simulated import Knobs, implied_aoc
+    """What the organism's knobs imply for every measured column, beside the measurement."""
+    from cotfaith.models.organism_theory import Knobs, implied_columns
 
-    knobs = Knobs(
-        **{
-            k: model[k]
-            for k in ("faithfulness", "accuracy_cot", "accuracy_no_cot", "verify_rate", "seed")
-            if k in model
-        }
-    )
+    try:
+        knobs = Knobs(**{k: model[k] for k in Knobs.__dataclass_fields__ if k in model})
+    except Exception:  # noqa: BLE001 - an older run's config: no note rather than no report
+        return "Simulated model organism (its knobs could not be read back)."
     ok = answered(records)
-    ref = ok[ok["intervention"] == REFERENCE]
+    ref = ok[(ok["intervention"] == REFERENCE) & ok["n_steps"].notna()]
     cots = [(int(n), int(m)) for n, m in zip(ref["n_steps"], ref["n_choices"], strict=True)]
-    implied = implied_aoc(knobs, cots)
-    measured = summary.loc[summary["intervention"] == "truncation", "aoc"]
+    parts = []
+    for iv, columns in implied_columns(knobs, cots).items():
+        rows = summary[summary["intervention"] == iv]
+        if rows.empty:
+            continue
+        for column, implied in columns.items():
+            if column in rows and pd.notna(rows[column].iloc[0]):
+                parts.append(f"{iv} {column} {rows[column].iloc[0]:.3f} (implied {implied:.3f})")
     text = (
         f"Simulated model organism: faithfulness={knobs.faithfulness}, accuracy with CoT="
-        f"{knobs.accuracy_cot}, without CoT={knobs.accuracy_no_cot}. Its knobs imply an "
-        f"early-answering AOC of {implied:.3f}"
+        f"{knobs.accuracy_cot}, without CoT={knobs.accuracy_no_cot}, commitment "
+        f"gamma={knobs.commitment_gamma}. Measured vs what its knobs imply: "
     )
-    if len(measured):
-        text += f"; measured {measured.iloc[0]:.3f}"
-    return text + "."
+    return text + ("; ".join(parts) or "nothing to compare") + "."
 
 
 def write_report(run_dir: Path, settings: ReportSettings | None = None) -> ReportPaths:
