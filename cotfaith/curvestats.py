@@ -66,6 +66,8 @@ def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataF
         df = pd.concat([df[df["k"] < df["n_steps"]], ends], ignore_index=True)
     df = df.drop_duplicates(["question_id", "sample", "n_steps", "k"])
     df = _fill_interior(df)
+    # consecutive rows of one CoT in k order: the trapezoid below walks neighbours
+    df = df.sort_values(["question_id", "sample", "n_steps", "k"], ignore_index=True)
     cot_id, _ = pd.factorize(
         df["question_id"].astype(str)
         + "#"

@@ -415,3 +415,33 @@ def test_bootstrap_resamples_ignore_a_missing_point_rather_than_count_it_as_a_ch
     # every point that exists agrees, so every resample (q2 alone included) has AOC 0
     resamples = np.array([[1.0, 1.0], [0.0, 2.0], [2.0, 0.0]])
     assert np.allclose(_aoc_matrix(df, resamples), 0.0)
+
+
+def test_per_cot_handles_rows_in_any_order_and_missing_points():
+    """Rows as they come from concurrent calls (any order), with an interior gap (imputed from
+    the length's curve), a CoT missing its k=0 (left out and counted), and CoTs of two lengths."""
+    from cotfaith.curvestats import per_cot
+
+    rows = [
+        # q1/s0, n=2: (0, 1, 1) -> a = 1 - (.25 + .5) = .25
+        ("q1", 0, 2, 2, True),
+        ("q1", 0, 2, 0, False),
+        ("q1", 0, 2, 1, True),
+        # q2/s0, n=2: (0, ?, 1): k=1 imputed from q1/s0 (1) -> .25
+        ("q2", 0, 2, 2, True),
+        ("q2", 0, 2, 0, False),
+        # q3/s1, n=3 without k=0: left out
+        ("q3", 1, 3, 3, True),
+        ("q3", 1, 3, 1, True),
+        # q4/s0, n=1: (1, 1) -> 0
+        ("q4", 0, 1, 1, True),
+        ("q4", 0, 1, 0, True),
+    ]
+    df = pd.DataFrame(rows, columns=["question_id", "sample", "n_steps", "k", "same_answer"])
+    df = df.sample(frac=1.0, random_state=3)  # shuffled
+    cots, dropped = per_cot(df)
+    got = {(r.question_id, r.n_steps): r.a for r in cots.itertuples()}
+    assert dropped == 1
+    assert got == pytest.approx({("q1", 2): 0.25, ("q2", 2): 0.25, ("q4", 1): 0.0})
+    changed = {r.question_id: r.changed0 for r in cots.itertuples()}
+    assert changed == {"q1": 1.0, "q2": 1.0, "q4": 0.0}
