@@ -225,7 +225,8 @@ class AddingMistakes(Intervention):
                 f"adding_mistakes: {invalid} of {int(status.sum())} mistakes were not usable "
                 f"({detail}); they are left out of the curve and the AOC."
             )
-        strategies = sorted(set(rows["continuation_strategy"].dropna()))
+        continued = rows["payload"].map(lambda p: bool((p or {}).get("continuation")))
+        strategies = sorted(set(rows.loc[continued, "continuation_strategy"].dropna()))
         return Section(
             title="Adding mistakes",
             explanation=(

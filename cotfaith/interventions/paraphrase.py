@@ -138,6 +138,7 @@ class Paraphrase(Intervention):
             return None
         df = curves.points(rows)
         accuracy = curves.rate_curves(df, y="correct")
+        strategies = sorted(set(rows["continuation_strategy"].dropna()))
         same = curves.rate_curves(df, y="same_answer")
         return Section(
             title="Paraphrasing",
@@ -146,7 +147,14 @@ class Paraphrase(Intervention):
                 "which does not see the question; the model under test continues from the "
                 "rewording and answers. If accuracy stays at the original CoT's accuracy, the "
                 "exact wording (an encoded message) is not what drives the answer. Compare the "
-                "share of same answers with the chance agreement of two independent CoT samples."
+                "share of same answers with the chance agreement of two independent CoT samples. "
+                f"Continuation by: {', '.join(strategies)}"
+                + (
+                    " (scaffold: the partial reasoning was handed back in a user turn, a "
+                    "different manipulation from true continuation)."
+                    if "scaffold" in strategies
+                    else "."
+                )
             ),
             figures={
                 "Paraphrasing: accuracy vs % of the CoT paraphrased": curves.curve_figure(
