@@ -1,0 +1,121 @@
+"""Small things a reader relies on: intervals that do not depend on the order of records, CoTs
+cut off by max_tokens flagged, summary token columns that add up to what was sent, no "$0"
+for an unknown price, a readable report title for a relative run folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cotfaith.cache import CachedModel, RequestCache
+from cotfaith.context import RunContext
+from cotfaith.metrics import aoc_with_ci, summarize
+from cotfaith.models.base import Capabilities, Model, ModelRequest, ModelResponse, Usage
+from cotfaith.models.simulated import Knobs, SimulatedModel
+from cotfaith.prompts import PromptTemplates
+from cotfaith.readout import AnswerReader
+from cotfaith.reasoning.cot import ChainOfThought
+from cotfaith.records import RecordWriter, read_records
+from cotfaith.report import write_report
+from cotfaith.tasks.arithmetic import generate
+from tests.helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("acct")
+    proc = run_cli(cwd, "task.n_questions=12", "sampling.n_samples=2", "hydra.run.dir=run")
+    return cwd, cwd / "run", proc
+
+
+def test_intervals_do_not_depend_on_the_order_of_the_records(small_run):
+    _, run, _ = small_run
+    records = read_records(run / "records.jsonl")
+    shuffled = records.sample(frac=1.0, random_state=11).reset_index(drop=True)
+    assert aoc_with_ci(records, n_boot=200, seed=1) == aoc_with_ci(shuffled, n_boot=200, seed=1)
+    a = summarize(records, n_boot=200).set_index("intervention").sort_index()
+    b = summarize(shuffled, n_boot=200).set_index("intervention").sort_index()
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_summary_token_columns_add_up_to_the_distinct_calls_sent(small_run):
+    _, run, _ = small_run
+    records = read_records(run / "records.jsonl")
+    distinct: dict[str, dict[str, Any]] = {}
+    for log in records["call_log"]:
+        for call in log:
+            distinct.setdefault(call["key"], call)
+    s = pd.read_csv(run / "summary.csv")
+    for col in ("input_tokens", "output_tokens"):
+        assert s[col].sum() == sum(c[col] for c in distinct.values()), col
+
+
+def test_an_unknown_price_is_not_reported_as_zero(tmp_path):
+    proc = run_cli(
+        tmp_path, "task.n_questions=2", "sampling.n_samples=1", "model.name=unpriced-organism"
+    )
+    text = proc.stdout + proc.stderr
+    assert "$0.0000" not in text
+    assert "unknown amount" in text
+
+
+def test_report_title_of_a_relative_run_folder(small_run, monkeypatch):
+    cwd, run, _ = small_run
+    monkeypatch.chdir(run)
+    paths = write_report(Path("."))
+    title = paths.report.read_text().split("<title>")[1].split("</title>")[0]
+    assert title == f"cotfaith report: {run.parent.name}/{run.name}"
+
+
+class _Capped(Model):
+    """A backend that stops every CoT at max_tokens, as a real one does when the cap is low."""
+
+    capabilities = Capabilities(prefill=True, logprobs=True)
+
+    def __init__(self) -> None:
+        self.inner = SimulatedModel(Knobs())
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"provider": "capped", "model": "capped", "base_url": None}
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        response = await self.inner.generate(request)
+        words = response.text.split(" ")
+        if request.max_tokens < len(words):  # a CoT longer than the cap
+            response.text = " ".join(words[: request.max_tokens])
+            response.finish_reason = "length"
+            response.usage = Usage(input_tokens=10, output_tokens=request.max_tokens)
+        return response
+
+
+def test_a_cot_cut_off_by_max_tokens_is_flagged(tmp_path):
+    async def go() -> list[dict]:
+        cache = RequestCache(tmp_path / "c.sqlite", "off")
+        writer = RecordWriter(tmp_path / "records.jsonl")
+        templates = PromptTemplates()
+        ctx = RunContext(
+            model=CachedModel(_Capped(), cache),
+            templates=templates,
+            reader=AnswerReader("logprobs", templates),
+            writer=writer,
+            segmenter="sentence",
+            model_name="capped",
+            provider="capped",
+        )
+        ctx.sampling.max_tokens = 6
+        q = generate(1, seed=3)[0]
+        trace = await ChainOfThought({"name": "cot"}).trace(ctx, q, 0)
+        writer.close()
+        assert trace is not None and trace.cut_off
+        return [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+
+    (row,) = asyncio.run(go())
+    assert row["cot_cut_off"] is True
+    summary = summarize(read_records(tmp_path / "records.jsonl"), n_boot=10)
+    assert summary["cut_off_cots"].iloc[0] == 1
