@@ -1,20 +1,32 @@
-"""`cotfaith`: the Hydra entry point. `cotfaith --help` lists the config groups."""
+"""`cotfaith`: the Hydra entry point. `cotfaith --help` lists the config groups.
+
+Before Hydra runs, the command line is checked (:func:`check_overrides`), so that what Hydra
+would accept silently fails in one line instead: `+key=value` (and `++key=value`) adding a key
+that no schema declares (a typo such as `+model.faithfulnes=0.3` would otherwise run the
+default), a group option that does not exist (`+experiment=nope` names the presets), a group
+that is not in the default config without `+`, and a launcher whose plugin is not installed.
+`--allow-new-keys` lets `+` add keys the schema does not know.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import importlib.util
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from cotfaith.budget import BudgetExceeded
 from cotfaith.config import register_configs
-from cotfaith.errors import CotfaithError
+from cotfaith.errors import ConfigError, CotfaithError
 from cotfaith.report import ReportSettings, write_report
 from cotfaith.runner import RunResult, run_async
 
@@ -25,8 +37,48 @@ try:
     _SETUP_ERROR: CotfaithError | None = None
 except CotfaithError as _e:  # a broken plugin: said in one line when the command runs
     _SETUP_ERROR = _e
-# conf/ sits beside the package in the source tree (editable install).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def find_config_dir() -> Path:
+    """conf/: shipped inside the installed package (a wheel or `pip install .`: cotfaith/conf),
+    else beside the package at the top of a source checkout (an editable install, where edits
+    to conf/ apply at once)."""
+    package = Path(__file__).resolve().parent
+    candidates = (package / "conf", package.parent / "conf")
+    for candidate in candidates:
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return candidates[0]
+
+
+CONFIG_DIR = str(find_config_dir())
+ALLOW_NEW_KEYS = "--allow-new-keys"
+"""Command-line flag: let `+key=value` add keys that no schema declares."""
+EXTRA_KEYS = frozenset({"model.size"})
+"""Keys cotfaith reads though no schema declares them (the sweep report's model size)."""
+# hydra/launcher options whose plugin is an optional extra: option -> (plugin module, extra)
+LAUNCHER_PLUGINS = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+    "parallel": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+}
+
+
+def cotfaith_version() -> str:
+    """The installed distribution's version (pyproject.toml), as `cotfaith --version` says."""
+    from cotfaith import __version__
+
+    return __version__
+
+
+def _job_tag(num: Any = None) -> str:
+    """`[job N]` in the log lines of a multirun job (conf/config.yaml, hydra.job_logging)."""
+    return "" if num is None else f"[job {num}]"
+
+
+OmegaConf.register_new_resolver("cotfaith.job_tag", _job_tag, replace=True)
 
 
 def _report(cfg: DictConfig, out_dir: Path) -> Path:
@@ -69,14 +121,16 @@ def run(cfg: DictConfig) -> None:
         return
     log.info(
         "%d records from %d model calls (%d served from the cache, %d retries, %d failed) "
-        "in %.1f s; spent $%.4f",
+        "in %.1f s; spent %s",
         result.records,
         result.calls,
         result.cache_hits,
         result.retries,
         result.failed_calls,
         result.seconds,
-        result.spent_usd,
+        f"${result.spent_usd:.4f}"
+        if result.priced
+        else "an unknown amount (no price in conf/prices)",
     )
     if result.failed_calls:
         log.warning(
@@ -87,11 +141,215 @@ def run(cfg: DictConfig) -> None:
     log.info("results in %s (report: %s)", out_dir, _report(cfg, out_dir))
 
 
+# ----------------------------------------------------------------------------- checks
+def _values(override: Any, options: list[str]) -> list[str]:
+    """The option names an override of a config group selects (one, a list or a sweep)."""
+    from hydra.core.override_parser.types import Glob
+
+    value = override.value()
+    if isinstance(value, Glob):
+        return value.filter(options)
+    if override.is_sweep_override():
+        return [str(v) for v in override.sweep_string_iterator()]
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _closest(word: str, choices: Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _is_open(node: Any) -> bool:
+    """A mapping that takes new keys: a `dict[str, ...]` field (prices, intervention,
+    hydra.job.env_set) or a plain YAML mapping, not one backed by a schema dataclass."""
+    return OmegaConf.get_type(node) in (dict, None)
+
+
+def _new_key_error(cfg: DictConfig, override: Any) -> str | None:
+    """Why `+key=...` / `++key=...` would add a key no schema declares (None: it may)."""
+    key = override.key_or_group
+    if key in EXTRA_KEYS:
+        return None
+    node: Any = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+            return None  # a value or an empty slot: Hydra says what is wrong, if anything
+        if part in node.keys():
+            node = node._get_node(part)
+            continue
+        if _is_open(node):
+            return None
+        where = ".".join(parts[:i])
+        choice = (OmegaConf.select(cfg, "hydra.runtime.choices") or {}).get(parts[0])
+        chosen = f" ({parts[0]}={choice})" if i and isinstance(choice, str) else ""
+        owner = f"{where!r}{chosen} has" if where else "the config has"
+        sign = "++" if override.is_force_add() else "+"
+        return (
+            f"{override.input_line}: {owner} no key {part!r}{_closest(part, list(node.keys()))}; "
+            f"'{sign}' adds only keys the config schema allows (to add it anyway: "
+            f"cotfaith {ALLOW_NEW_KEYS} ..., or cotfaith.run(..., allow_new_keys=True))"
+        )
+    return None  # it exists: `++` overrides it (and Hydra refuses `+` naming it)
+
+
+def _launcher_error(override: Any, options: list[str]) -> str | None:
+    for option in options:
+        plugin = LAUNCHER_PLUGINS.get(option)
+        if plugin is not None and importlib.util.find_spec(plugin[0]) is None:
+            return (
+                f"{override.input_line}: this launcher needs its Hydra plugin: "
+                f"pip install 'cotfaith[{plugin[1]}]'"
+            )
+    return None
+
+
+def check_overrides(
+    overrides: Sequence[str],
+    *,
+    allow_new_keys: bool = False,
+    config_dir: str | Path = CONFIG_DIR,
+    config_name: str = "config",
+) -> None:
+    """Raise ConfigError (one line) for an override Hydra would take silently or explain badly.
+
+    Checked: every config-group option exists (`+experiment=nope` names the presets); a group
+    outside the default config is added with `+`; a launcher's plugin is installed; `+key=` and
+    `++key=` add only keys a schema allows (an open mapping, or a key cotfaith reads), unless
+    `allow_new_keys`. Anything else (syntax, types, plain `key=value` typos) is left to Hydra,
+    which names the key itself.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return  # a syntax error: Hydra reports it with its position
+    if not parsed:
+        return
+    searchpath = [o.input_line for o in parsed if o.key_or_group == "hydra.searchpath"]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name="cli"):
+        loader = GlobalHydra.instance().config_loader()
+        options_of: dict[str, list[str]] = {}
+
+        def options(group: str) -> list[str]:
+            if group not in options_of:
+                options_of[group] = loader.get_group_options(
+                    group, config_name=config_name, overrides=searchpath
+                )
+            return options_of[group]
+
+        groups, adds = [], []
+        for o in parsed:
+            if o.is_delete():
+                continue
+            if o.key_or_group == "hydra/launcher":
+                error = _launcher_error(o, _values(o, []))
+                if error:
+                    raise ConfigError(error)
+            if options(o.key_or_group):
+                groups.append(o)
+            elif (o.is_add() or o.is_force_add()) and not allow_new_keys:
+                adds.append(o)
+        in_defaults: set[str] | None = None
+        for o in groups:
+            group, available = o.key_or_group, options(o.key_or_group)
+            for name in _values(o, available):
+                if name not in available:
+                    what = "preset" if group == "experiment" else "option"
+                    raise ConfigError(
+                        f"{o.input_line}: no {group} {what} {name!r}{_closest(name, available)}; "
+                        f"available: {', '.join(available)}"
+                    )
+            if not (o.is_add() or o.is_force_add()) and "/" not in group:
+                if in_defaults is None:
+                    defaults = loader.compute_defaults_list(config_name, searchpath, RunMode.RUN)
+                    in_defaults = set(defaults.overrides.known_choices) | {
+                        d.config_path.rsplit("/", 1)[0]
+                        for d in defaults.defaults
+                        if d.config_path and "/" in d.config_path
+                    }
+                if group not in in_defaults:
+                    raise ConfigError(
+                        f"{o.input_line}: {group} is not in the default config; add it with "
+                        f"+{o.input_line}"
+                    )
+        if not adds:
+            return
+        # compose what the rest of the command line selects (each option of a swept group in
+        # turn), then look the added keys up in it
+        base, sweeps = [], []
+        for o in parsed:
+            if o in adds:
+                continue
+            if o.is_sweep_override():
+                if o in groups:
+                    sweeps.append((o, _values(o, options(o.key_or_group))))
+                continue
+            base.append(o.input_line)
+        sweeps = [(o, vals) for o, vals in sweeps if vals]
+        first = [f"{o.get_key_element()}={vals[0]}" for o, vals in sweeps]
+        variants = [base + first]
+        for i, (o, vals) in enumerate(sweeps):
+            prefix = o.key_or_group.replace("/", ".") + "."
+            if not any(a.key_or_group.startswith(prefix) for a in adds):
+                continue  # this group's options do not hold the added keys
+            others = first[:i] + first[i + 1 :]
+            variants += [base + others + [f"{o.get_key_element()}={v}"] for v in vals[1:]]
+        for variant in variants:
+            try:
+                cfg = compose(config_name, overrides=variant, return_hydra_config=True)
+            except HydraException:
+                return  # another problem: Hydra reports it when it runs
+            for o in adds:
+                error = _new_key_error(cfg, o)
+                if error:
+                    raise ConfigError(error)
+
+
 def main() -> None:
+    argv = sys.argv[1:]
+    if "--version" in argv:
+        print(f"cotfaith {cotfaith_version()}")
+        sys.exit(0)
+    allow_new_keys = ALLOW_NEW_KEYS in argv
+    if allow_new_keys:
+        sys.argv = [sys.argv[0], *(a for a in argv if a != ALLOW_NEW_KEYS)]
     if _SETUP_ERROR is not None:
         print(f"cotfaith: error: {_SETUP_ERROR}", file=sys.stderr)
         sys.exit(2)
+    if not (Path(CONFIG_DIR) / "config.yaml").is_file():
+        print(
+            f"cotfaith: error: the config folder is missing ({CONFIG_DIR}); reinstall cotfaith",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        _check_command_line(sys.argv[1:], allow_new_keys=allow_new_keys)
+    except ConfigError as e:
+        print(f"cotfaith: error: {e}", file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
+
+
+def _check_command_line(argv: list[str], *, allow_new_keys: bool) -> None:
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        args, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:
+        return  # Hydra says what is wrong with its flags
+    if args.config_dir or args.config_path or args.config_name or args.shell_completion:
+        return  # another primary config: Hydra checks it
+    check_overrides(args.overrides or [], allow_new_keys=allow_new_keys)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -109,4 +367,4 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(3 if isinstance(e, BudgetExceeded) else 2)
 
 
-__all__ = ["main", "CONFIG_DIR"]
+__all__ = ["main", "CONFIG_DIR", "check_overrides", "cotfaith_version", "find_config_dir"]

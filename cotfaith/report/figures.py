@@ -101,11 +101,15 @@ def _facet_title(ax: Axes, row: str, col: str, n_rows: int, n_cols: int) -> None
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Save as PNG and close the figure (runs produce many, pyplot keeps them alive)."""
+    """Save as PNG (the report inlines it) and as PDF beside it (same name, .pdf: vector, for
+    papers; fonts embedded as TrueType so text stays editable), then close the figure (runs
+    produce many, pyplot keeps them alive). Returns the PNG's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fig.savefig(path, dpi=DPI, bbox_inches="tight", format="png")
+        with plt.rc_context({"pdf.fonttype": 42}):
+            fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight", format="pdf")
     finally:
         plt.close(fig)
     return path
