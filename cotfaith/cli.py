@@ -14,6 +14,7 @@ import asyncio
 import difflib
 import importlib.util
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from cotfaith.config import register_configs
 from cotfaith.errors import ConfigError, CotfaithError
 from cotfaith.report import ReportSettings, write_report
 from cotfaith.runner import RunResult, run_async
+from cotfaith.validate import credential_error
 
 log = logging.getLogger("cotfaith")
 
@@ -79,6 +81,10 @@ def _job_tag(num: Any = None) -> str:
 
 
 OmegaConf.register_new_resolver("cotfaith.job_tag", _job_tag, replace=True)
+# one token per process for the run folder's name: two runs started in the same second get
+# two folders (and a folder that is in use is refused anyway: runner.RunFolder)
+_RUN_TOKEN = secrets.token_hex(3)
+OmegaConf.register_new_resolver("cotfaith.run_token", lambda: _RUN_TOKEN, replace=True)
 
 
 def _report(cfg: DictConfig, out_dir: Path) -> Path:
@@ -106,6 +112,14 @@ for _name in ("httpx", "httpx2", "openai", "anthropic", "aiohttp"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
+EXIT_CONFIG, EXIT_BUDGET, EXIT_FAILED_CALLS, EXIT_INTERRUPTED = 2, 3, 4, 130
+
+
+def _has_records(out_dir: Path) -> bool:
+    path = out_dir / "records.jsonl"
+    return path.exists() and path.stat().st_size > 0
+
+
 def run(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -113,9 +127,19 @@ def run(cfg: DictConfig) -> None:
     try:
         result = asyncio.run(run_async(cfg, out_dir, launch_dir))
     except BudgetExceeded:
-        if (out_dir / "records.jsonl").exists() and (out_dir / "records.jsonl").stat().st_size:
+        if _has_records(out_dir):
             log.info("budget reached: report of the finished records: %s", _report(cfg, out_dir))
         raise
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # records and run.json are already flushed; report what is there and say how to go on
+        if _has_records(out_dir):
+            _report(cfg, out_dir)
+        print(
+            f"cotfaith: interrupted: every finished record is kept in {out_dir}; run the same "
+            "command again to resume (calls already made come from the cache)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     if result.dry_run is not None:
         _print_dry_run(result)
         return
@@ -138,7 +162,17 @@ def run(cfg: DictConfig) -> None:
             "were not cached, and will be retried by running again",
             result.failed_calls,
         )
-    log.info("results in %s (report: %s)", out_dir, _report(cfg, out_dir))
+    report = _report(cfg, out_dir) if result.records else None
+    log.info("results in %s (report: %s)", out_dir, report)
+    if result.status == "failed_calls":
+        print(
+            f"cotfaith: error: {result.failed_calls} of {result.calls} model calls failed for "
+            f"good ({result.answers} answers read); the run did not measure what it was asked "
+            f"to (max_failed_share={cfg.get('max_failed_share')}). Run again to retry them; "
+            "see run.json and the report",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_FAILED_CALLS)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -332,6 +366,10 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    secret = credential_error(sys.argv[1:])
+    if secret is not None:  # before Hydra writes the overrides anywhere
+        print(f"cotfaith: error: {secret}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     try:
         _check_command_line(sys.argv[1:], allow_new_keys=allow_new_keys)
     except ConfigError as e:
@@ -364,7 +402,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except CotfaithError as e:
         # an actionable problem: one clear line on stderr, no traceback
         print(f"cotfaith: error: {e}", file=sys.stderr)
-        sys.exit(3 if isinstance(e, BudgetExceeded) else 2)
+        sys.exit(EXIT_BUDGET if isinstance(e, BudgetExceeded) else EXIT_CONFIG)
 
 
 __all__ = ["main", "CONFIG_DIR", "check_overrides", "cotfaith_version", "find_config_dir"]

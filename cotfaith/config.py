@@ -183,6 +183,12 @@ class Config:
     """Count calls and estimate tokens and cost of this configuration without calling a model."""
     progress: bool = True
     """Show a progress bar (it goes to stderr; logs say the same in coarser steps)."""
+    resume: bool = False
+    """Rebuild a run folder that already holds records (a killed or stopped run) from the cache;
+    without it a run never writes into a folder that holds another run's records."""
+    max_failed_share: float = 0.05
+    """Exit with code 4 (and say so first in the report) when more than this share of the
+    distinct model calls failed for good, or when any failed and no answer was read."""
 
 
 def register_configs() -> None:

@@ -115,12 +115,19 @@ class RecordWriter:
         """Rows whose model call failed for good."""
         self._roles: dict[str, dict[str, Any]] = {}
         self._seen: set[tuple[str, str]] = set()
+        self.failed_keys: set[str] = set()
+        """Distinct failed calls (a failed call shared by several rows counts once)."""
+        self.answers = 0
+        """Rows with an answer read (status ok)."""
 
     def write(self, record: Record) -> None:
         self._fh.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
         self._fh.flush()
         self.count += 1
         self.failed += record.parse_status == CALL_FAILED
+        self.answers += record.parse_status == "ok"
+        if record.parse_status == CALL_FAILED:
+            self.failed_keys.add(record.request_key)
         for call in record.call_log:
             self._tally(call)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from cotfaith.records import RecordWriter, TraceWriter
 from cotfaith.segment import SEGMENTERS
 from cotfaith.tasks import build_task
 from cotfaith.tasks.base import Question
+from cotfaith.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,12 @@ class RunResult:
     roles: dict[str, Any] = field(default_factory=dict)
     skipped_records: int = 0
     """Malformed records the task skipped (task.on_bad_record=skip)."""
+    status: str = "ok"
+    """ok | failed_calls (too many failed for good; exit code 4) | stopped | interrupted."""
+    failed_rows: int = 0
+    """Rows whose call failed (failed_calls counts distinct calls)."""
+    answers: int = 0
+    """Rows with an answer read."""
     priced: bool = True
     """Every role's model has a price (else spending is unknown, not $0)."""
 
@@ -111,8 +119,61 @@ def _role_backends(cfg: Any, interventions: list[Intervention]) -> list[_Backend
     return backends
 
 
+class RunFolder:
+    """Owns a run folder for the length of a run: never two runs in one folder, and never a
+    folder that holds another run's records unless told to resume into it."""
+
+    def __init__(self, out_dir: Path, *, resume: bool, records: str):
+        self.lock = out_dir / ".cotfaith.lock"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = self._holder()
+            if holder is not None and _alive(holder):
+                raise ConfigError(
+                    f"run folder {out_dir} is in use by another cotfaith run (pid {holder}); "
+                    "choose another folder (hydra.run.dir=...)"
+                ) from None
+            self.lock.unlink(missing_ok=True)  # a killed run's lock
+            fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except OSError as e:
+            raise ConfigError(f"run folder {out_dir} is not writable ({e.strerror})") from e
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        held = out_dir / records
+        if held.exists() and held.stat().st_size and not resume:
+            self.release()
+            raise ConfigError(
+                f"run folder {out_dir} already holds {records} from another run; choose a new "
+                "folder (hydra.run.dir=...) or add resume=true to rebuild it from the cache"
+            )
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.lock.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        self.lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
     started = time.monotonic()
+    validate(cfg)
     dry_run = bool(cfg.get("dry_run", False))
     segmenter = str(cfg.segmentation.method)
     if segmenter not in SEGMENTERS:
@@ -159,8 +220,15 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         b.client = CachedModel(backend, cache, price, budget)
     client = backends[0].client
     assert client is not None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writer = RecordWriter(out_dir / ("dry_run_records.jsonl" if dry_run else "records.jsonl"))
+    records_name = "dry_run_records.jsonl" if dry_run else "records.jsonl"
+    try:
+        folder = RunFolder(out_dir, resume=bool(cfg.get("resume", False)), records=records_name)
+    except BaseException:
+        cache.close()
+        for b in backends:
+            await b.model.aclose()
+        raise
+    writer = RecordWriter(out_dir / records_name)
     traces = None if dry_run else TraceWriter(out_dir / "traces.jsonl")
     can_prefill = model.capabilities.prefill
     roles = {
@@ -260,17 +328,21 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
 
     stopped: BaseException | None = None
     try:
-        async with asyncio.TaskGroup() as tg:
-            for q in questions:
-                for iv in by_scope["question"]:
-                    tg.create_task(question_unit(q, iv))
-                samples = [tg.create_task(sample_unit(q, s)) for s in range(n_samples)]
-                if by_scope["traces"]:
-                    tg.create_task(after_traces(q, samples))
-    except* Exception as group:
-        # surface the first real error (a replay miss, the budget) rather than the group, and
-        # still say in run.json what was done and spent before it
-        stopped = group.exceptions[0]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for q in questions:
+                    for iv in by_scope["question"]:
+                        tg.create_task(question_unit(q, iv))
+                    samples = [tg.create_task(sample_unit(q, s)) for s in range(n_samples)]
+                    if by_scope["traces"]:
+                        tg.create_task(after_traces(q, samples))
+        except* Exception as group:
+            # surface the first real error (a replay miss, the budget) rather than the group,
+            # and still say in run.json what was done and spent before it
+            stopped = group.exceptions[0]
+    except asyncio.CancelledError:
+        # Ctrl-C: asyncio.run cancels us; say in run.json what was kept, then let it go on
+        stopped = KeyboardInterrupt("interrupted (Ctrl-C)")
     finally:
         bar.close()
         writer.close()
@@ -279,14 +351,32 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         cache.close()
         for b in backends:
             await b.model.aclose()
+        folder.release()
     result = _result(out_dir, started, writer, backends)
+    result.status = run_status(result, stopped, float(cfg.get("max_failed_share", 0.05)))
     result.skipped_records = max(
         (int(q.meta.get("skipped_records", 0)) for q in questions), default=0
     )
     write_run_json(result, ctx, cache, stopped_by=str(stopped) if stopped else None)
+    if isinstance(stopped, KeyboardInterrupt):
+        raise asyncio.CancelledError()
     if stopped is not None:
         raise stopped from None
     return result
+
+
+def run_status(result: RunResult, stopped: BaseException | None, max_failed_share: float) -> str:
+    """What the exit code reports: a run whose calls failed beyond the threshold did not
+    measure what it was asked to, whatever it wrote."""
+    if isinstance(stopped, KeyboardInterrupt):
+        return "interrupted"
+    if stopped is not None:
+        return "stopped"
+    if result.failed_calls and (
+        result.answers == 0 or result.failed_calls > max_failed_share * max(result.calls, 1)
+    ):
+        return "failed_calls"
+    return "ok"
 
 
 def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[_Backend]):
@@ -310,7 +400,9 @@ def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[
         spent_usd=clients[0].budget.spent,
         retries=retries,
         retry_reasons=reasons,
-        failed_calls=writer.failed,
+        failed_calls=len(writer.failed_keys),
+        failed_rows=writer.failed,
+        answers=writer.answers,
         notices=notices,
         dry_run=(_dry_run_estimate(clients) if isinstance(backend, DryRunModel) else None),
         roles=writer.role_totals(),
@@ -336,6 +428,7 @@ def write_run_json(
     import json
 
     data = {
+        "status": result.status,
         "records": result.records,
         "calls": result.calls,
         "cache_hits": result.cache_hits,
@@ -344,6 +437,8 @@ def write_run_json(
         "retries": result.retries,
         "retry_reasons": result.retry_reasons,
         "failed_calls": result.failed_calls,
+        "failed_rows": result.failed_rows,
+        "answers": result.answers,
         "notices": result.notices,
         "answer_strategy": ctx.reader.strategy,
         "answer_mode": ctx.reader.mode,

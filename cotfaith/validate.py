@@ -1,0 +1,100 @@
+"""Checks of the composed config made before anything runs, each failing in one line naming the
+key: a value that would be silently wrong later (a timeout of 0 meaning 120 s, a negative
+budget, a confidence level of 2 found only after the run) is refused at the start."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cotfaith.bootstrap import METHODS
+from cotfaith.curvestats import RULES
+from cotfaith.errors import ConfigError
+
+# An argument that looks like a credential: the key of an API, a token, a password...
+_SECRET_KEY = re.compile(r"(?:^|[._])(?:api_?key|key|token|secret|password|passwd)$", re.I)
+_SECRET_VALUE = re.compile(r"\b(?:sk|sk-ant|sk-proj|rk|pk|ghp|hf|xox[bp])[-_][A-Za-z0-9_\-]{12,}")
+# keys that hold the NAME of a variable, or cotfaith's own harmless "*key*" settings
+_NOT_SECRET = {"model.api_key_env", "mistake_model.api_key_env", "paraphrase_model.api_key_env"}
+
+
+def credential_error(overrides: list[str]) -> str | None:
+    """Why an override must not reach Hydra (which writes every override to disk)."""
+    for raw in overrides:
+        key, sep, value = raw.lstrip("+~").partition("=")
+        if key.endswith("api_key_env") or key in _NOT_SECRET:
+            if _SECRET_VALUE.search(value):
+                return (
+                    f"{key}: takes the NAME of an environment variable, not the key itself; "
+                    "export the key (e.g. export OPENAI_API_KEY=...) and pass its name"
+                )
+            continue
+        if (sep and _SECRET_KEY.search(key)) or _SECRET_VALUE.search(raw):
+            return (
+                f"{key or 'an argument'}: looks like a credential; cotfaith never takes keys on "
+                "the command line (they would be written to .hydra/). Export it in an "
+                "environment variable and name that variable in model.api_key_env"
+            )
+    return None
+
+
+def _number(cfg: Mapping[str, Any], key: str) -> float | None:
+    value = cfg.get(key) if hasattr(cfg, "get") else None
+    return None if value is None else float(value)
+
+
+def _check_model(where: str, m: Mapping[str, Any]) -> None:
+    checks = (
+        ("temperature", lambda v: v >= 0, ">= 0"),
+        ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("max_tokens", lambda v: v >= 1, ">= 1"),
+        ("timeout", lambda v: v > 0, "> 0 (seconds)"),
+        ("requests_per_minute", lambda v: v > 0, "> 0 (or null for no limit)"),
+        ("tokens_per_minute", lambda v: v > 0, "> 0 (or null for no limit)"),
+        ("concurrency", lambda v: v >= 1, ">= 1"),
+        ("retries", lambda v: v >= 0, ">= 0"),
+    )
+    for key, ok, rule in checks:
+        value = _number(m, key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{where}.{key} must be {rule}, got {m.get(key)}")
+    base_url = m.get("base_url") if hasattr(m, "get") else None
+    if base_url and not re.match(r"^https?://[^/\s]+", str(base_url)):
+        raise ConfigError(f"{where}.base_url must be an http(s) URL, got {base_url!r}")
+
+
+def validate(cfg: Any) -> None:
+    """Every check that needs only the config, before any task is built or call is made."""
+    s = cfg.sampling
+    for key, ok, rule in (
+        ("temperature", lambda v: v >= 0, ">= 0"),
+        ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("max_tokens", lambda v: v >= 1, ">= 1"),
+    ):
+        if not ok(float(s[key])):
+            raise ConfigError(f"sampling.{key} must be {rule}, got {s[key]}")
+    for role in ("model", "mistake_model", "paraphrase_model"):
+        m = cfg.get(role)
+        if m is not None and m.get("provider") not in (None, "same"):
+            _check_model(role, m)
+    budget = cfg.get("budget") or {}
+    if budget.get("max_usd") is not None and float(budget["max_usd"]) < 0:
+        raise ConfigError(f"budget.max_usd must be >= 0, got {budget['max_usd']}")
+    r = cfg.get("report") or {}
+    if not 0 < float(r.get("ci", 0.95)) < 1:
+        raise ConfigError(f"report.ci must be between 0 and 1 (e.g. 0.95), got {r.get('ci')}")
+    if int(r.get("n_bootstrap", 1000)) < 0:
+        raise ConfigError(f"report.n_bootstrap must be >= 0, got {r.get('n_bootstrap')}")
+    if str(r.get("ci_method", "bca")) not in METHODS:
+        raise ConfigError(f"report.ci_method must be one of {METHODS}, got {r.get('ci_method')!r}")
+    if str(r.get("unparseable", "drop")) not in RULES:
+        raise ConfigError(
+            f"report.unparseable must be one of {RULES}, got {r.get('unparseable')!r}"
+        )
+    share = cfg.get("max_failed_share")
+    if share is not None and not 0 <= float(share) <= 1:
+        raise ConfigError(f"max_failed_share must be between 0 and 1, got {share}")
+    path = (cfg.get("cache") or {}).get("path")
+    if path is not None and not str(path).strip():
+        raise ConfigError("cache.path is empty; give a file path (default outputs/cache.sqlite)")
