@@ -35,9 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from cotfaith.budget import Budget
-from cotfaith.errors import CacheMiss, ConfigError
+from cotfaith.errors import CacheMiss, ConfigError, CotfaithError
 from cotfaith.models.base import Model, ModelRequest, ModelResponse, ProbeStore, request_key
 from cotfaith.pricing import Price
+
+
+class CacheError(CotfaithError):
+    """The cache file failed under a running experiment (disk full, file lost)."""
 
 
 class CacheMode(str, Enum):  # noqa: UP042 - OmegaConf stores plain Enums
@@ -136,6 +140,30 @@ class RequestCache(ProbeStore):
         mode: CacheMode | str = CacheMode.read_write,
         shard: str | Path | None = None,
     ):
+        # a corrupt, truncated, read-only, locked or misplaced cache file is one line naming
+        # the file, never a traceback
+        try:
+            self._open(path, mode, shard)
+        except sqlite3.Error as e:
+            raise ConfigError(
+                f"cache.path: {path} is not a usable SQLite cache ({e}); move it aside or point "
+                "cache.path at another file"
+            ) from e
+        except IsADirectoryError as e:
+            raise ConfigError(f"cache.path: {path} is a folder, not a cache file") from e
+        except OSError as e:
+            raise ConfigError(f"cache.path: cannot open {path} ({e.strerror})") from e
+        if (
+            self.mode is CacheMode.read_write
+            and self.path.exists()
+            and not os.access(self.path, os.W_OK)
+        ):
+            raise ConfigError(
+                f"cache.path: {self.path} is read-only; make it writable, or use "
+                "cache.mode=replay to only read it"
+            )
+
+    def _open(self, path: str | Path, mode: CacheMode | str, shard: str | Path | None) -> None:
         try:
             self.mode = CacheMode(mode)
         except ValueError as e:
@@ -242,6 +270,24 @@ class RequestCache(ProbeStore):
             self._memory[key] = response
         if self.readonly or self._db is None or self.mode is CacheMode.replay:
             return
+        try:
+            self._insert(key, identity, request, response, cost_usd)
+        except sqlite3.Error as e:
+            # the response is still used for this run's record; the run stops cleanly
+            raise CacheError(
+                f"cache {self.path}: cannot store a response ({e}); the run stops here, every "
+                "finished record is kept"
+            ) from e
+
+    def _insert(
+        self,
+        key: str,
+        identity: dict[str, Any],
+        request: dict[str, Any],
+        response: dict[str, Any],
+        cost_usd: float | None,
+    ) -> None:
+        assert self._db is not None
         self._db.execute(
             "INSERT OR REPLACE INTO responses "
             "(key, provider, model, request, response, created_at, cost_usd) "

@@ -183,8 +183,17 @@ def load_templates(path: str | Path | None) -> PromptTemplates:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as e:
         raise ConfigError(f"prompts.path: template file {path} does not exist") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"prompts.path: {path} is a folder, not a template file") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"prompts.path: {path} is not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise ConfigError(f"prompts.path: cannot read {path} ({e.strerror})") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"prompts.path: {path} is not valid YAML: {e}") from e
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"prompts.path: {path} is not valid YAML{where}: {problem}") from e
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of template names to text, got a {type(data).__name__}"
@@ -214,7 +223,13 @@ def _check_placeholders(t: PromptTemplates, path: Path) -> None:
         "scaffold_instruction": {"partial"},
     }
     for name, needed in required.items():
-        found = {f for _, f, _, _ in string.Formatter().parse(getattr(t, name)) if f}
+        try:
+            found = {f for _, f, _, _ in string.Formatter().parse(getattr(t, name)) if f}
+        except ValueError as e:  # "unmatched '{'": a brace the template cannot format
+            raise ConfigError(
+                f"{path}: template '{name}' cannot be formatted ({e}); double a literal brace "
+                "as {{ or }}"
+            ) from e
         if found != needed:
             raise ConfigError(
                 f"{path}: template '{name}' must use exactly the placeholders "

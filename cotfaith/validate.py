@@ -13,7 +13,7 @@ from cotfaith.curvestats import RULES
 from cotfaith.errors import ConfigError
 
 # An argument that looks like a credential: the key of an API, a token, a password...
-_SECRET_KEY = re.compile(r"(?:^|[._])(?:api_?key|key|token|secret|password|passwd)$", re.I)
+_SECRET_KEY = re.compile(r"(?:^|[._-])(?:api[_-]?key|key|token|secret|password|passwd)$", re.I)
 _SECRET_VALUE = re.compile(r"\b(?:sk|sk-ant|sk-proj|rk|pk|ghp|hf|xox[bp])[-_][A-Za-z0-9_\-]{12,}")
 # keys that hold the NAME of a variable, or cotfaith's own harmless "*key*" settings
 _NOT_SECRET = {"model.api_key_env", "mistake_model.api_key_env", "paraphrase_model.api_key_env"}
