@@ -3,6 +3,8 @@ record sink. Interventions and reasoning methods see only this, never the runner
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +121,11 @@ class RunContext:
     """How a partial CoT is carried on (prefill | completion | scaffold); None: not possible."""
     roles: dict[str, Role] = field(default_factory=dict)
     method: str = "cot"
+
+    @property
+    def backend_key(self) -> str:
+        identity = json.dumps(self.model.identity, sort_keys=True, default=str)
+        return hashlib.sha256(identity.encode()).hexdigest()[:10]
 
     # ------------------------------------------------------------------ calls
     def role(self, name: str) -> Role:
@@ -244,6 +251,7 @@ class RunContext:
             sample=sample,
             model=self.model_name,
             provider=self.provider,
+            backend_key=self.backend_key,
             method=self.method,
             subtask=q.subtask,
             gold=q.answer,

@@ -81,6 +81,23 @@ SUMMARY_COLUMNS = (
 _ALWAYS = ("accuracy_no_cot", "chance_agreement")
 
 
+def label_runs(records: pd.DataFrame) -> pd.DataFrame:
+    """Records whose model name is shared by different backends (another base URL, other
+    knobs, another template) get the backend's key in their model label, so summaries keyed by
+    model never pool two runs silently."""
+    if "backend_key" not in records or records.empty:
+        return records
+    keys = records["backend_key"].fillna("").astype(str)
+    shared = keys.groupby(records["model"]).transform("nunique") > 1
+    if not shared.any():
+        return records
+    out = records.copy()
+    out.loc[shared, "model"] = (
+        out.loc[shared, "model"].astype(str) + " [" + keys[shared].str[:6] + "]"
+    )
+    return out
+
+
 def _cot_key(df: pd.DataFrame) -> pd.Series:
     return df["question_id"].astype(str) + "#" + df["sample"].astype("Int64").astype(str)
 
@@ -358,6 +375,7 @@ def summarize(
     from cotfaith.interventions.base import StatSettings, intervention_class
 
     stats = stats or StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed)
+    records = label_runs(records)
     if "method" not in records:
         records = records.assign(method="cot")
     records = records.assign(method=records["method"].fillna("cot"))

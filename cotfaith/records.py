@@ -46,6 +46,9 @@ class Record:
     correct: bool
     method: str = "cot"
     """The reasoning method that produced the trace (cot; later decompositions)."""
+    backend_key: str = ""
+    """Short hash of the model under test's identity (provider, model, base URL, settings that
+    change outputs): two runs of one model name on different backends never pool."""
     subtask: str | None = None
     """MMLU subject, BBH task... where the task has them."""
     n_steps: int | None = None

@@ -445,3 +445,18 @@ def test_per_cot_handles_rows_in_any_order_and_missing_points():
     assert got == pytest.approx({("q1", 2): 0.25, ("q2", 2): 0.25, ("q4", 1): 0.0})
     changed = {r.question_id: r.changed0 for r in cots.itertuples()}
     assert changed == {"q1": 1.0, "q2": 1.0, "q4": 0.0}
+
+
+def test_two_backends_sharing_a_model_name_never_pool():
+    """Issue 9: runs keyed by backend identity, not by model name alone."""
+    a = cot_rows("q1", [0, 1, 1]) + ref_rows("q1", ["A"])
+    b = cot_rows("q1", [1, 1, 1]) + ref_rows("q1", ["A"])
+    for r in a:
+        r["backend_key"] = "aaaaaaaaaa"
+    for r in b:
+        r["backend_key"] = "bbbbbbbbbb"
+    out = summarize(frame(a, b), n_boot=10)
+    trunc = out[out["intervention"] == "truncation"].set_index("model")
+    assert sorted(trunc.index) == ["m [aaaaaa]", "m [bbbbbb]"]
+    assert trunc.loc["m [aaaaaa]", "aoc"] == pytest.approx(0.25)
+    assert trunc.loc["m [bbbbbb]", "aoc"] == pytest.approx(0.0)

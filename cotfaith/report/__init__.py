@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from cotfaith.interventions.base import Section, StatSettings, intervention_class
-from cotfaith.metrics import answered, summarize
+from cotfaith.metrics import answered, label_runs, summarize
 from cotfaith.records import REFERENCE, read_records
 from cotfaith.report.figures import plot_length_histogram, plot_letter_mass
 from cotfaith.report.html import render_report
@@ -225,6 +225,7 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
     records = read_records(records_path)
     if records.empty:
         raise ValueError(f"{records_path}: the file holds no records")
+    records = label_runs(records)  # one model name on two backends: two rows, never pooled
     summary = summarize(records, stats=settings.stats())
     run_info = _run_info(run_dir)
     if run_info.get("skipped_records"):
