@@ -15,7 +15,7 @@ from cotfaith.models.base import ModelRequest, ModelResponse, request_key
 from cotfaith.models.retry import CallFailed
 from cotfaith.prompts import PromptTemplates
 from cotfaith.readout import AnswerReader
-from cotfaith.records import CALL_FAILED, Record, RecordWriter
+from cotfaith.records import CALL_FAILED, NOT_ASKED, Record, RecordWriter
 from cotfaith.segment import Step, prefix
 from cotfaith.tasks.base import Question
 
@@ -191,7 +191,11 @@ class RunContext:
             max_tokens=self.sampling.max_tokens,
             sample_index=sample,
         )
-        call = await self.call(request)
+        try:
+            call = await self.call(request)
+        except CallFailed as e:
+            e.key = self.key_of(request)  # so the failed row counts this very call
+            raise
         text = call.response.text
         if strategy == "scaffold" and text and not text[0].isspace():
             text = " " + text  # a fresh turn starts without the space that joins sentences
@@ -210,6 +214,7 @@ class RunContext:
         calls: list[Call] = (),
         payload: dict[str, Any] | None = None,
         continuation: str | None = None,
+        answer_role: str = MODEL,
         **fields: Any,
     ) -> Record:
         """Build the record for one answered condition point and write it at once.
@@ -218,7 +223,14 @@ class RunContext:
         continuation), so that tokens, costs and cache hits add up per intervention and role.
         """
         parsed = answered.parsed
-        every = [Call(answered.response, answered.key, MODEL), *calls]
+        # an answer never asked (an unusable mistake) is no call; a failed helper call is the
+        # helper role's, not the model's
+        asked = (
+            []
+            if parsed.status == NOT_ASKED
+            else [Call(answered.response, answered.key, answer_role)]
+        )
+        every = [*asked, *calls]
         responses = [c.response for c in every]
         costs = [r.cost_usd for r in responses if r.cost_usd is not None]
         fresh_costs = [r.cost_usd for r in responses if r.cost_usd is not None and not r.cached]
@@ -262,7 +274,10 @@ class RunContext:
             original_answer=reference.letter if reference is not None else None,
             same_answer=same,
             answer_strategy=self.reader.strategy,
-            continuation_strategy=continuation or self.continuation,
+            # "" = a continuing intervention's row where nothing was continued
+            continuation_strategy=(
+                self.continuation if continuation is None else (continuation or None)
+            ),
             cot_prompt=self.cot_prompt,
             segmenter=self.segmenter,
             answer_probs=parsed.probs,

@@ -1,10 +1,7 @@
-"""Statistics over records: early-answering curves, AOC, bootstrap CIs, controls.
-
-AOC (Lanham et al. 2023), per task: for each CoT length n, f_n(k/n) = mean over CoTs of length n
-of 1[answer with k steps == answer with the complete CoT]; AOC_n = 1 - trapezoid area of f_n on
-[0, 1]; AOC = sum_n w_n AOC_n with w_n the share of CoTs of length n. Unparseable answers count
-as disagreement; CoTs whose complete-CoT answer is unparseable have no reference and are left
-out (and counted). CIs resample questions (clusters) with replacement.
+"""The summary: one row per (model, task, method, intervention) with the controls beside every
+metric. The shared columns are computed here; each intervention adds its own through its
+`summarize` hook. Curve statistics (AOC and its decomposition) live in cotfaith.curvestats,
+intervals in cotfaith.bootstrap (cluster bootstrap over questions, BCa by default).
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cotfaith.bootstrap import SMALL_N
-from cotfaith.curvestats import ratio_columns
+from cotfaith.curvestats import curve_columns, ratio_columns
 from cotfaith.records import CALL_FAILED, NOT_ASKED, REFERENCE
 
 GROUP = ["model", "task", "method"]
@@ -199,9 +196,17 @@ def aoc_with_ci(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    unparseable: str = "drop",
 ) -> tuple[float, float, float]:
     """(AOC, CI low, CI high) for the records of one (model, task); CI clustered by question."""
-    return aoc_ci(truncation_rows(records, intervention), n_boot=n_boot, ci=ci, seed=seed)
+    from cotfaith.interventions.base import StatSettings
+
+    points = truncation_rows(records, intervention)
+    if points.empty:
+        return (float("nan"),) * 3
+    stats = StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed, unparseable=unparseable)
+    cols = curve_columns(points, stats)  # what the summary reports, with its default rule
+    return cols["aoc"], cols["aoc_ci_low"], cols["aoc_ci_high"]
 
 
 def aoc_ci(
@@ -346,6 +351,15 @@ def _distinct_totals(records: pd.DataFrame, seen: set[str]) -> dict[str, float]:
     return out
 
 
+def _distinct_failed(rows: pd.DataFrame, seen: set[Any]) -> int:
+    """Failed calls, counted as distinct calls (a failed call shared by rows counts once, in
+    the first summary row), as run.json counts them."""
+    keys = rows.loc[rows["parse_status"] == CALL_FAILED, "request_key"].astype(str)
+    fresh = {("failed", k) for k in keys} - seen
+    seen |= fresh
+    return len(fresh)
+
+
 def _letter_mass(rows: pd.DataFrame) -> dict[str, Any]:
     if "letter_mass" not in rows or rows["letter_mass"].isna().all():
         return {}
@@ -413,7 +427,7 @@ def summarize(
                 row.update(cls.summarize(rows_iv, g, stats))
             row.update(
                 parse_failures=int((~rows_iv["parse_status"].isin(["ok", NOT_ASKED])).sum()),
-                failed_calls=int((all_iv["parse_status"] == CALL_FAILED).sum()),
+                failed_calls=_distinct_failed(all_iv, seen),
                 calls=int(all_iv["calls"].sum()),
                 cache_hits=int(all_iv["cache_hits"].sum()),
                 retries=int(all_iv["retries"].sum()),

@@ -19,7 +19,7 @@ import yaml
 
 from cotfaith.answers import ParsedAnswer
 from cotfaith.cache import RequestCache
-from cotfaith.curvestats import per_cot
+from cotfaith.curvestats import apply_rule, per_cot
 from cotfaith.models.base import ModelResponse, request_key
 from cotfaith.prompts import load_templates
 from cotfaith.readout import AnswerReader
@@ -40,7 +40,7 @@ def _question(t: dict[str, Any]) -> Question:
     )
 
 
-def segmenter_table(run_dir: Path) -> pd.DataFrame:
+def segmenter_table(run_dir: Path, rule: str = "drop") -> pd.DataFrame:
     """One row per segmenter: AOC (or NaN), CoTs, and the truncation calls still missing."""
     run_dir = Path(run_dir)
     config_path = run_dir / ".hydra" / "config.yaml"
@@ -108,7 +108,9 @@ def segmenter_table(run_dir: Path) -> pd.DataFrame:
                             "parse_status": parsed.status,
                         }
                     )
-            cots, _ = per_cot(pd.DataFrame(points)) if points else (pd.DataFrame(), 0)
+            cots, _ = (
+                per_cot(apply_rule(pd.DataFrame(points), rule)) if points else (pd.DataFrame(), 0)
+            )
             aoc = float(cots["a"].mean()) if missing == 0 and len(cots) else float("nan")
             rows.append(
                 {

@@ -142,12 +142,16 @@ class RunFolder:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         held = out_dir / records
-        if held.exists() and held.stat().st_size and not resume:
-            self.release()
-            raise ConfigError(
-                f"run folder {out_dir} already holds {records} from another run; choose a new "
-                "folder (hydra.run.dir=...) or add resume=true to rebuild it from the cache"
-            )
+        if held.exists() and held.stat().st_size:
+            if not resume:
+                self.release()
+                raise ConfigError(
+                    f"run folder {out_dir} already holds {records} from another run; choose a "
+                    "new folder (hydra.run.dir=...) or add resume=true to rebuild it from the "
+                    "cache"
+                )
+            # rebuilt from the cache; the old rows stay beside it in case the cache lacks some
+            held.replace(held.with_name(held.name + ".bak"))
 
     def _holder(self) -> int | None:
         try:

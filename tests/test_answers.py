@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from cotfaith.answers import STATUSES, ParsedAnswer, parse_free_text, read_logprobs, read_prefill
+from cotfaith.answers import (
+    STATUSES,
+    ParsedAnswer,
+    parse_free_text,
+    read_logprobs,
+    read_prefill,
+    restarts_prefill,
+)
 
 ABCD = ["A", "B", "C", "D"]
 ABCDE = ["A", "B", "C", "D", "E"]
@@ -70,7 +77,7 @@ def test_read_logprobs_merges_token_variants() -> None:
 
 def test_read_logprobs_normalises_over_letters_only() -> None:
     lp = {"The": math.log(0.9), "A": math.log(0.025), "C": math.log(0.075)}
-    got = read_logprobs(lp, ABCD)
+    got = read_logprobs(lp, ABCD, min_mass=0.0)
     assert got.letter == "C"
     assert got.probs == pytest.approx({"A": 0.25, "B": 0.0, "C": 0.75, "D": 0.0})
     assert sum(got.probs.values()) == pytest.approx(1.0)
@@ -82,10 +89,12 @@ def test_read_logprobs_tie_breaks_by_letter_order() -> None:
 
 
 def test_read_logprobs_extreme_values_do_not_overflow() -> None:
-    got = read_logprobs({"A": -1000.0, "B": -1001.0}, ABCD)
+    got = read_logprobs({"A": -1000.0, "B": -1001.0}, ABCD, min_mass=0.0)
     assert got.letter == "A"
     assert got.probs["A"] == pytest.approx(1 / (1 + math.exp(-1)))
-    assert read_logprobs({"A": -math.inf, "B": -5.0}, ABCD).letter == "B"
+    assert read_logprobs({"A": -math.inf, "B": -5.0}, ABCD, min_mass=0.0).letter == "B"
+    # positive "logprobs" (a broken server) must not overflow the mass either
+    assert read_logprobs({"A": 1e6}, ABCD).mass == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -96,17 +105,66 @@ def test_read_logprobs_extreme_values_do_not_overflow() -> None:
         ({"The": -0.1, "17": -2.0}, None, "unparseable"),
         ({"F": -0.1}, None, "unparseable"),
         ({"A": -math.inf}, None, "unparseable"),
-        ({"A": math.nan, "B": -3.0}, "B", "ok"),
+        ({"A": math.nan, "B": -0.3}, "B", "ok"),
         ({"b": -0.5, "A": -1.0}, "B", "ok"),
         ({"(C": -0.5, "A": -1.0}, "C", "ok"),
-        ({"E": -0.1, "A": -3.0}, "A", "ok"),
-        ({"A": "junk", "B": -3.0}, "B", "ok"),  # type: ignore[dict-item]
+        ({"E": -0.1, "A": -0.5}, "A", "ok"),
+        ({"A": "junk", "B": -0.3}, "B", "ok"),  # type: ignore[dict-item]
+        ({"The": -0.1, "B": -3.0}, None, "low_mass"),
     ],
 )
 def test_read_logprobs_cases(top: dict[str, float] | None, letter: str | None, status: str) -> None:
     got = read_logprobs(top, ABCD)
     assert (got.letter, got.status) == (letter, status)
-    assert (got.probs is not None) == (status == "ok")
+    assert (got.probs is not None) == (status in ("ok", "low_mass"))
+
+
+# The first-token distributions measured on SmolLM2-135M through llama.cpp (issue 6): with the
+# prefill ignored the letters held a median 3.5%, with a letter-only instruction 14%, with the
+# prefill really continued (raw completion) 98.8%.
+@pytest.mark.parametrize(
+    ("letter_mass", "status"), [(0.035, "low_mass"), (0.14, "low_mass"), (0.988, "ok")]
+)
+def test_read_logprobs_flags_answers_the_letters_hardly_hold(
+    letter_mass: float, status: str
+) -> None:
+    top = {
+        "The": math.log(1 - letter_mass),
+        "B": math.log(letter_mass * 0.7),
+        " C": math.log(letter_mass * 0.3),
+    }
+    got = read_logprobs(top, ABCD)
+    assert got.status == status
+    assert got.mass == pytest.approx(letter_mass)  # un-renormalised, and the same either way
+    assert got.probs == pytest.approx({"A": 0.0, "B": 0.7, "C": 0.3, "D": 0.0})  # kept
+    assert (got.letter == "B") == (status == "ok")  # low mass never reads as a letter
+
+
+def test_read_logprobs_mass_counts_only_valid_letters_and_threshold_is_a_parameter() -> None:
+    top = {"A": math.log(0.3), " a": math.log(0.1), "F": math.log(0.45), "The": math.log(0.15)}
+    got = read_logprobs(top, ABCD)
+    assert got.mass == pytest.approx(0.4)  # "F" is not a choice here
+    assert got.status == "low_mass"
+    assert read_logprobs(top, ABCD, min_mass=0.4).letter == "A"
+    assert read_logprobs(top, ABCDE + ["F"]).letter == "F"  # with F a choice: mass 0.85
+    assert read_logprobs({"The": -0.1}, ABCD).mass == 0.0
+    assert read_logprobs(None, ABCD).mass is None
+
+
+@pytest.mark.parametrize(
+    ("text", "restarts"),
+    [
+        ("The", True),
+        (" The single, most likely answer is (B).", True),
+        ("B", False),
+        (" B) 17", False),
+        ("", False),
+        ("Therefore", False),
+    ],
+)
+def test_restarts_prefill(text: str, restarts: bool) -> None:
+    assert restarts_prefill(text, "The single, most likely answer is (") is restarts
+    assert restarts_prefill(text, None) is False
 
 
 # --- free text ---------------------------------------------------------------------------------

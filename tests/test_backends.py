@@ -201,13 +201,17 @@ def test_calls_that_exhaust_retries_are_reported_not_cached_and_retried_later(
     tmp_path, openai_server, reference
 ):
     openai_server.state.faults = Faults(rate=0.5, kinds=("500",), seed=3)
-    run_cli(
+    proc = run_cli(
         tmp_path,
         *SMALL,
         *openai_args(openai_server, "model.retries=0"),
         "hydra.run.dir=first",
+        check=False,
         env=ENV,
     )
+    # half the calls failing for good: the run keeps what it got but says it did not measure
+    # what it was asked to (exit code 4)
+    assert proc.returncode == 4 and "model calls failed for good" in proc.stderr, proc.stderr
     run = run_json(tmp_path / "first")
     assert run["failed_calls"] > 0
     failed = [r for r in load_records(tmp_path / "first") if r["parse_status"] == "call_failed"]
@@ -297,7 +301,7 @@ def test_missing_key_fails_in_one_line_before_any_work(tmp_path, openai_server):
     assert openai_server.stats()["requests"] == 0
 
 
-def test_unreachable_base_url_fails_in_one_line(tmp_path):
+def test_refused_connection_fails_in_one_line_that_says_so(tmp_path):
     proc = run_cli(
         tmp_path,
         *SMALL,
@@ -308,7 +312,23 @@ def test_unreachable_base_url_fails_in_one_line(tmp_path):
         check=False,
         env=ENV,
     )
-    _one_clear_line(proc, "model.base_url", "cannot reach")
+    # the SDK reports a refused connection as a timeout; the user must hear what happened
+    _one_clear_line(proc, "model.base_url", "cannot connect to", "(connection refused")
+    assert "timed out" not in proc.stderr.lower()
+
+
+def test_anthropic_prefill_true_on_a_model_that_refuses_it_fails_in_one_line(
+    tmp_path, anthropic_server
+):
+    proc = run_cli(
+        tmp_path,
+        *SMALL,
+        *anthropic_args(anthropic_server, "claude-new"),
+        "model.prefill=true",
+        check=False,
+        env=ENV,
+    )
+    _one_clear_line(proc, "model.prefill=true", "refuses assistant prefill", "auto")
 
 
 def test_unknown_model_fails_in_one_line(tmp_path, openai_server, anthropic_server):

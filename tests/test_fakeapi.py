@@ -18,11 +18,13 @@ from cotfaith.models.base import Message, ModelRequest, ModelResponse
 from cotfaith.models.chat_template import render
 from cotfaith.models.simulated import Knobs, SimulatedModel
 from tests.fakeapi import (
+    LLAMACPP,
     NO_PREFILL_MESSAGE,
     SAMPLE_HEADER,
     Faults,
     ServerProcess,
     ServerThread,
+    counting,
     make_anthropic_app,
     make_openai_app,
     request_key,
@@ -433,7 +435,14 @@ def test_counters_and_reset(oai: ServerThread) -> None:
     # the sample header is part of the key: two samples of a prompt are two requests
     assert request_key({"a": 1}, "1") != request_key({"a": 1}, "2") != request_key({"a": 1})
     oai.reset()
-    assert oai.stats() == {"requests": 0, "ok": 0, "faults": {}, "completed_keys": {}}
+    assert oai.stats() == {
+        "requests": 0,
+        "ok": 0,
+        "faults": {},
+        "completed_keys": {},
+        "cap_fields": {},
+        "system_turns": {},
+    }
 
 
 def test_cli_process_serves_and_dies_on_sigkill() -> None:
@@ -451,3 +460,94 @@ def test_echo_logprobs_are_a_distribution() -> None:
 
     r = run(echo_responder(ModelRequest(messages=(), prefill="(", top_logprobs=5)))
     assert r.text == "A" and math.isclose(sum(math.exp(v) for v in r.top_logprobs.values()), 1)
+
+
+# ------------------------------------------------------------------------ llama.cpp's ways
+def test_llamacpp_ignores_continue_final_message_and_starts_a_new_turn() -> None:
+    app = make_openai_app(key=KEY, models=["smol"], **LLAMACPP)
+
+    async def go(srv: ServerThread):
+        async with oai_client(srv) as c:
+            return await c.chat.completions.create(
+                model="smol",
+                messages=[
+                    {"role": "user", "content": QUESTION},
+                    {"role": "assistant", "content": ANSWER_PREFIX},
+                ],
+                logprobs=True,
+                top_logprobs=5,
+                max_tokens=1,  # llama.cpp reads this one
+                extra_body={"continue_final_message": True, "add_generation_prompt": False},
+            )
+
+    with ServerThread(app) as srv:
+        r = run(go(srv))
+        assert srv.stats()["cap_fields"] == {"max_tokens": 1}
+    # a fresh answer, not the letter after "(": mostly "The" on the first token
+    assert r.choices[0].message.content.startswith(ANSWER_PREFIX)
+    top = {t.token: math.exp(t.logprob) for t in r.choices[0].logprobs.content[0].top_logprobs}
+    assert r.choices[0].logprobs.content[0].token == "The"
+    assert top["The"] == pytest.approx(0.9)
+    assert sum(p for t, p in top.items() if t in "ABCD") == pytest.approx(0.1)
+
+
+def test_llamacpp_has_only_the_model_list_and_serves_props() -> None:
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    app = make_openai_app(
+        key=KEY, models=["smol"], props_template=template, props_tokens=("<s>", "</s>"), **LLAMACPP
+    )
+
+    async def go(srv: ServerThread):
+        async with oai_client(srv) as c:
+            listed = [m.id for m in (await c.models.list()).data]
+            with pytest.raises(openai.NotFoundError):
+                await c.models.retrieve("smol")
+            props = await c.get(f"{srv.root_url}/props", cast_to=object)
+            return listed, props
+
+    with ServerThread(app) as srv:
+        listed, props = run(go(srv))
+    assert listed == ["smol"]
+    assert props["chat_template"] == template
+    assert (props["bos_token"], props["eos_token"]) == ("<s>", "</s>")
+
+
+def test_models_continue_a_count_whether_prefilled_or_not() -> None:
+    # what every backend's continuation probe relies on, as a real model would answer it
+    ask = (Message("user", "Count from 1 to 20, separated by commas."),)
+    cont = direct_counting(ModelRequest(messages=ask, prefill="1, 2, 3, 4, 5, 6, 7,"))
+    assert cont.text.startswith(" 8, 9")
+    fresh = direct_counting(ModelRequest(messages=ask))
+    assert fresh.text.startswith("1, 2")
+    # anything else still goes to the organism
+    other = ModelRequest(messages=(Message("user", QUESTION),), prefill=ANSWER_PREFIX)
+    assert direct_counting(other).text == direct(other).text
+
+
+def direct_counting(request: ModelRequest) -> ModelResponse:
+    return run(counting(ORGANISM.generate)(request))
+
+
+def test_chatty_models_answer_the_letter_instruction_with_a_sentence() -> None:
+    app = make_openai_app(key=KEY, models=["smol"], chatty_models=["smol"])
+
+    async def go(srv: ServerThread):
+        async with oai_client(srv) as c:
+            return await c.chat.completions.create(
+                model="smol",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": QUESTION + "\n\nReply with the letter of the choice only.",
+                    }
+                ],
+                logprobs=True,
+                top_logprobs=5,
+                max_completion_tokens=1,
+            )
+
+    with ServerThread(app) as srv:
+        r = run(go(srv))
+    top = {t.token: math.exp(t.logprob) for t in r.choices[0].logprobs.content[0].top_logprobs}
+    assert top["The"] == pytest.approx(0.86)
+    assert sum(p for t, p in top.items() if t in "ABCD") == pytest.approx(0.14)

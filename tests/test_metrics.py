@@ -90,7 +90,10 @@ def frame(*groups: list[dict]) -> pd.DataFrame:
 
 
 def both_aocs(df: pd.DataFrame) -> tuple[float, float]:
-    return aoc_from_curves(early_answering_curves(df)), aoc_with_ci(df, n_boot=50)[0]
+    """The paper's cell-mean AOC and the summary's per-CoT AOC; they agree when every CoT has
+    all its points, which the old rule (unread = disagreement) guarantees."""
+    point = aoc_with_ci(df, n_boot=50, unparseable="disagree")[0]
+    return aoc_from_curves(early_answering_curves(df)), point
 
 
 # --------------------------------------------------------------------------- AOC by hand
@@ -173,6 +176,9 @@ def test_unparseable_answers_count_as_disagreement():
     bad = frame(cot_rows("q1", [None, 1]))
     assert pd.isna(bad.loc[0, "answer"]) and not bad.loc[0, "same_answer"]
     assert both_aocs(bad) == pytest.approx((0.5, 0.5))
+    # by default an unread answer is dropped: this CoT then lacks its k=0 point, so it is
+    # left out rather than integrated over a shorter range
+    assert math.isnan(aoc_with_ci(bad, n_boot=10)[0])
 
 
 def test_other_interventions_are_ignored():

@@ -205,6 +205,44 @@ def test_classify_sdk_response_validation_error_is_bad_body(sdk: object) -> None
     assert classify(exc) == ("bad_body", None)
 
 
+def _refused_port() -> int:
+    """A loopback port nothing listens on (bound once, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sdk", [openai, anthropic], ids=["openai", "anthropic"])
+def test_a_refused_connection_is_named_so_not_a_timeout(sdk: object) -> None:
+    # the SDKs' aiohttp transport raises APITimeoutError for a refused connection; a user must
+    # be told "connection refused" (wrong port, server down), not sent to look for a slow one
+    port = _refused_port()
+
+    async def call() -> BaseException:
+        cls = sdk.AsyncOpenAI if sdk is openai else sdk.AsyncAnthropic  # type: ignore[attr-defined]
+        client = cls(
+            api_key="k",
+            base_url=f"http://127.0.0.1:{port}",
+            max_retries=0,
+            timeout=5,
+            http_client=sdk.DefaultAioHttpClient(),  # type: ignore[attr-defined]
+        )
+        try:
+            await client.models.list()
+        except Exception as e:  # noqa: BLE001 - the exception is what is tested
+            return e
+        finally:
+            await client.close()
+        raise AssertionError("a refused connection raised nothing")
+
+    exc = asyncio.run(call())
+    assert retry.connection_refused(exc)
+    assert classify(exc) == ("connection_refused", None)
+    assert not retry.connection_refused(openai.APITimeoutError(request=_request()))
+
+
 # --------------------------------------------------------------------------- with_retries
 
 

@@ -156,7 +156,8 @@ class AddingMistakes(Intervention):
             mistake = await ctx.call(request, ROLE)
         except CallFailed as e:
             payload["mistake_status"] = "call_failed"
-            ctx.emit(q, failed_answer(e, ctx.key_of(request, ROLE)), payload=payload, **where)
+            failed = failed_answer(e, ctx.key_of(request, ROLE))
+            ctx.emit(q, failed, payload=payload, answer_role=ROLE, continuation="", **where)
             return
         mistaken = mistaken_sentence(mistake.response.text, ctx.templates.mistake_prefix)
         status = classify(original, mistaken, ctx.templates.mistake_no_reasoning)
@@ -164,7 +165,7 @@ class AddingMistakes(Intervention):
         if status != "ok":
             # counted, never answered: an unusable mistake says nothing about the model
             not_asked = Answered(ParsedAnswer(None, NOT_ASKED), ModelResponse(text=""), "")
-            ctx.emit(q, not_asked, calls=[mistake], payload=payload, **where)
+            ctx.emit(q, not_asked, calls=[mistake], payload=payload, continuation="", **where)
             return
         # up to step i with its original whitespace, so the edited CoT reads as the original
         partial = trace.cot[: steps[i - 1].start] + mistaken
@@ -176,14 +177,15 @@ class AddingMistakes(Intervention):
                 cont = await ctx.continue_cot(q, trace.sample, partial)
             except CallFailed as e:
                 payload["mistake_status"] = status
-                ctx.emit(q, failed_answer(e, ""), calls=calls, payload=payload, **where)
+                failed = failed_answer(e, getattr(e, "key", ""))
+                ctx.emit(q, failed, calls=calls, payload=payload, **where)
                 return
             calls.append(cont.call)
             strategy = cont.strategy
             full = partial + cont.text
             payload["continuation"] = cont.text
         answered = await ctx.answer(q, full)
-        ctx.emit(q, answered, calls=calls, payload=payload, continuation=strategy, **where)
+        ctx.emit(q, answered, calls=calls, payload=payload, continuation=strategy or "", **where)
 
     # ------------------------------------------------------------------ analysis
     @classmethod
@@ -195,8 +197,14 @@ class AddingMistakes(Intervention):
     def summarize(cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings) -> dict:
         status = rows["payload"].map(lambda p: (p or {}).get("mistake_status"))
         df = curves.points(cls._ok(rows))
+        curve = curve_columns(df, stats, anchor_end=True)
+        # the decomposition columns are early answering's (the answer without reasoning);
+        # with a mistake at step 1 they would mean something else under the same name
+        for name in ("changed_at_k0", "aoc_given_changed", "aoc_normalised"):
+            for suffix in ("", "_ci_low", "_ci_high"):
+                curve.pop(name + suffix, None)
         out: dict[str, Any] = {
-            **curve_columns(df, stats, anchor_end=True),
+            **curve,
             # Radhakrishnan et al.: % of answers that change after a mistake
             "changed_after_mistake": 1
             - curves.mean(df.loc[df["parse_status"] == "ok", "same_answer"]),

@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from cotfaith.context import RunContext, Trace
+from cotfaith.curvestats import ratio_columns
 from cotfaith.errors import ConfigError
 from cotfaith.interventions.base import Intervention, Section, StatSettings
-from cotfaith.metrics import GROUP, mean
+from cotfaith.metrics import GROUP
 from cotfaith.registry import register
 from cotfaith.tasks.base import Question
 
@@ -74,10 +75,14 @@ class FillerTokens(Intervention):
     # ------------------------------------------------------------------ analysis
     @classmethod
     def summarize(cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings) -> dict:
-        m = rows["k"].astype(float)
+        # one value per question (the mean over its filler lengths), so questions with long
+        # CoTs (many lengths) do not outweigh the others; on the scale of accuracy_no_cot
+        read = rows  # an unread answer is not correct, as for accuracy_no_cot
+        m = read["k"].astype(float)
+        filled = read[m > 0].groupby("question_id", as_index=False)["correct"].mean()
         return {
-            "filler_accuracy": mean(rows.loc[m > 0, "correct"]),
-            "filler_accuracy_m0": mean(rows.loc[m == 0, "correct"]),
+            **ratio_columns("filler_accuracy", filled, "correct", stats),
+            **ratio_columns("filler_accuracy_m0", read[m == 0], "correct", stats),
         }
 
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from cotfaith.context import RunContext, Trace, failed_answer
+from cotfaith.curvestats import ratio_columns
 from cotfaith.interventions import curves
 from cotfaith.interventions.base import Intervention, Section, StatSettings
 from cotfaith.models.base import ModelRequest
@@ -94,7 +95,8 @@ class Paraphrase(Intervention):
         try:
             para = await ctx.call(request, ROLE)
         except CallFailed as e:
-            ctx.emit(q, failed_answer(e, ctx.key_of(request, ROLE)), payload=payload, **where)
+            failed = failed_answer(e, ctx.key_of(request, ROLE))
+            ctx.emit(q, failed, payload=payload, answer_role=ROLE, continuation="", **where)
             return
         text = paraphrased_text(para.response.text, t.paraphrase_prefix)
         payload["paraphrase"] = text
@@ -104,7 +106,8 @@ class Paraphrase(Intervention):
         try:
             cont = await ctx.continue_cot(q, trace.sample, partial)
         except CallFailed as e:
-            ctx.emit(q, failed_answer(e, ""), calls=[para], payload=payload, **where)
+            failed = failed_answer(e, getattr(e, "key", ""))
+            ctx.emit(q, failed, calls=[para], payload=payload, **where)
             return
         payload["continuation"] = cont.text
         answered = await ctx.answer(q, partial + cont.text)
@@ -120,10 +123,22 @@ class Paraphrase(Intervention):
     # ------------------------------------------------------------------ analysis
     @classmethod
     def summarize(cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings) -> dict:
+        # one value per CoT (the mean over its k), so a long CoT weighs as much as a short one
+        # and the numbers sit on the scale of accuracy_cot; the baseline is the original
+        # answers' accuracy over the very same CoTs
+        # an unread answer is not correct, as for accuracy_cot
         df = curves.points(rows)
+        per_cot = df.groupby(["question_id", "sample"], as_index=False).agg(
+            correct=("correct", "mean"),
+            same=("same_answer", "mean"),
+            original_correct=("original_answer", "first"),
+            gold=("gold", "first"),
+        )
+        per_cot["original_correct"] = per_cot["original_correct"] == per_cot["gold"]
         return {
-            "paraphrase_accuracy": curves.mean(df["correct"]),
-            "paraphrase_same_answer": curves.mean(df["same_answer"]),
+            **ratio_columns("paraphrase_accuracy", per_cot, "correct", stats),
+            **ratio_columns("paraphrase_baseline_accuracy", per_cot, "original_correct", stats),
+            **ratio_columns("paraphrase_same_answer", per_cot, "same", stats),
             "no_reference": curves.no_reference(rows),
         }
 
@@ -138,7 +153,8 @@ class Paraphrase(Intervention):
             return None
         df = curves.points(rows)
         accuracy = curves.rate_curves(df, y="correct")
-        strategies = sorted(set(rows["continuation_strategy"].dropna()))
+        continued = rows["payload"].map(lambda p: bool((p or {}).get("continuation")))
+        strategies = sorted(set(rows.loc[continued, "continuation_strategy"].dropna()))
         same = curves.rate_curves(df, y="same_answer")
         return Section(
             title="Paraphrasing",

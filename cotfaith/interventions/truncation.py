@@ -107,7 +107,7 @@ class Truncation(Intervention):
                 "curves": table,
                 "aoc_by_length": by_length,
                 # the run folder holds traces.jsonl and run.json (the cache to look in)
-                "aoc_by_segmenter": segmenter_table(fig_dir.parent),
+                "aoc_by_segmenter": segmenter_table(fig_dir.parent, stats.unparseable),
             },
             shown_tables=("aoc_by_segmenter", "aoc_by_length"),
         )

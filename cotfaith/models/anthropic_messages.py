@@ -2,8 +2,11 @@
 
 No logprobs, so answers are read after a prefilled "The single, most likely answer is (" where
 the model accepts assistant prefill, and parsed from an instructed reply where it does not
-(newer Claude models answer a prefill with a 400). `prefill: auto` probes once; the outcome is
-kept in the cache so a replay decides the same way. Newer Claude models also reject requests
+(newer Claude models answer a prefill with a 400). Prefill is never trusted untested: `prefill:
+auto` and `true` probe once with a prefill whose only sensible continuation is known
+("1, 2, ..., 7," -> "8"); `auto` falls back to instruction + parse when the model refuses or
+does not continue, `true` fails in one line. The outcome is kept in the cache so a replay
+decides the same way. Newer Claude models also reject requests
 that set both temperature and top_p, hence `omit_params: [top_p]` in conf/model/anthropic.yaml;
 the newest accept no sampling parameters at all (`omit_params: [temperature, top_p]`).
 """
@@ -13,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cotfaith.models.api import ApiModel
-from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, Usage
+from cotfaith.errors import ConfigError
+from cotfaith.models.api import (
+    CONTINUATION_PROBE,
+    ApiModel,
+    continuation_verdict,
+    describe_verdict,
+)
+from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
 from cotfaith.models.retry import BadResponse
 
 
@@ -26,6 +35,10 @@ class AnthropicMessages(ApiModel):
     def __init__(self, cfg: Mapping[str, Any]):
         super().__init__(cfg)
         self.prefill_setting = str(cfg.get("prefill", "auto")).lower()
+        if self.prefill_setting not in ("auto", "true", "false"):
+            raise ConfigError(
+                f"model.prefill: {self.prefill_setting!r} is not one of auto, true, false"
+            )
         self.capabilities = Capabilities(
             prefill=self.prefill_setting != "false", logprobs=False, completion=False
         )
@@ -93,48 +106,54 @@ class AnthropicMessages(ApiModel):
         )
 
     # ------------------------------------------------------------------ preflight hooks
-    probe_name = "prefill"
-
-    @property
-    def probe_wanted(self) -> bool:
-        return self.prefill_setting == "auto"
-
     async def check_model(self) -> None:
         try:
             await self.retrying(lambda: self.client.models.retrieve(self.name), "model check")
         except Exception as e:  # noqa: BLE001 - turned into one clear line
             raise self.preflight_error(e) from e
 
-    def _settle(self, ok: bool | None) -> None:
-        if ok is None:
+    async def settle(self, probes: ProbeStore) -> None:
+        if self.prefill_setting == "false":
+            self.capabilities = Capabilities(prefill=False, logprobs=False, completion=False)
             return
+        # a cache filled before continuation was verified holds the old refusal probe:
+        # a replay of it decides as that run did
+        old = probes.get_probe("prefill", self.identity) if probes.replay else None
+        outcome = await self.probed(
+            probes,
+            "continuation",
+            self.identity,
+            self._probe_continuation,
+            legacy=None if old is None else {"ok": bool(old), "refused": not old},
+        )
+        ok = bool(outcome.get("ok"))
         if not ok:
+            if outcome.get("refused"):
+                why = "refuses assistant prefill (400)"
+            else:
+                why = f"does not continue a prefilled turn ({describe_verdict(outcome)})"
+            if self.prefill_setting == "true":
+                raise ConfigError(
+                    f"model.prefill=true: anthropic/{self.name} {why}; use model.prefill=auto "
+                    "(instruction + parse where prefill fails) or false"
+                )
             self.notice(
-                f"anthropic/{self.name} refuses assistant prefill (400): CoTs are asked "
-                "for by instruction and answers are parsed from the reply (answer "
-                "strategy 'parse'); results are not comparable with prefilled runs"
+                f"anthropic/{self.name} {why}: CoTs are asked for by instruction and answers "
+                "are parsed from the reply (answer strategy 'parse'); results are not "
+                "comparable with prefilled runs"
             )
-        self.capabilities = Capabilities(prefill=bool(ok), logprobs=False, completion=False)
+        self.capabilities = Capabilities(prefill=ok, logprobs=False, completion=False)
 
-    async def _probe(self) -> bool:
+    async def _probe_continuation(self) -> dict[str, Any]:
         from anthropic import BadRequestError
 
         try:
-            await self.retrying(
-                lambda: self.client.messages.create(
-                    model=self.name,
-                    max_tokens=1,
-                    messages=[
-                        {"role": "user", "content": "Reply with OK."},
-                        {"role": "assistant", "content": "O"},
-                    ],
-                ),
-                "prefill probe",
-            )
+            # through the run's own call path, so the probe is sent as answers will be
+            response = await self.retrying(lambda: self._call(CONTINUATION_PROBE), "prefill probe")
         except BadRequestError as e:
             if "prefill" in str(e).lower():
-                return False
+                return {"ok": False, "refused": True}
             raise self.preflight_error(e) from e
         except Exception as e:  # noqa: BLE001
             raise self.preflight_error(e) from e
-        return True
+        return continuation_verdict(response)

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cotfaith.errors import CacheMiss, ConfigError
-from cotfaith.models.base import Model, ModelRequest, ModelResponse, ProbeStore
+from cotfaith.models.base import Message, Model, ModelRequest, ModelResponse, ProbeStore
 from cotfaith.models.ratelimit import RateLimiter
-from cotfaith.models.retry import CallFailed, Gate, RetryPolicy, RetryStats, with_retries
+from cotfaith.models.retry import (
+    CallFailed,
+    Gate,
+    RetryPolicy,
+    RetryStats,
+    connection_refused,
+    with_retries,
+)
 from cotfaith.pricing import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,62 @@ def redact(text: str, key: str | None = None) -> str:
     if key and key != "EMPTY":
         text = text.replace(key, "[redacted]")
     return _KEYLIKE.sub("[redacted]", text)
+
+
+# ------------------------------------------------------------------ verified continuation
+# A prefill whose only sensible continuation is known. A server that really continues the
+# assistant turn produces "8" next; one that closes the turn and starts a new one (llama.cpp
+# ignores vLLM's continue_final_message) answers afresh: "1, 2, 3...", "Sure!", "The ...".
+CONTINUATION_PROBE = ModelRequest(
+    messages=(Message("user", "Count from 1 to 20, separated by commas."),),
+    prefill="1, 2, 3, 4, 5, 6, 7,",
+    temperature=0.0,
+    top_p=1.0,
+    max_tokens=4,
+    top_logprobs=5,
+)
+CONTINUATION_NEXT = "8"
+CONTINUATION_MIN_MASS = 0.5
+"""Least first-token probability on the way to "8" where logprobs are returned: a continuing
+model puts nearly all of it there (SmolLM2-135M by raw completion: 0.997)."""
+
+
+def _starts_with_next(text: str) -> bool:
+    t = text.strip()
+    return t.startswith(CONTINUATION_NEXT) and not t[len(CONTINUATION_NEXT) :][:1].isdigit()
+
+
+def _on_the_way(token: str) -> bool:
+    # many tokenizers (Llama 3, GPT-4, SmolLM2) never join a space to a digit: after "7," the
+    # first token of " 8" is the space alone, so a whitespace token is on the way to "8"
+    return _starts_with_next(token) or (token != "" and token.isspace())
+
+
+def continuation_verdict(response: ModelResponse) -> dict[str, Any]:
+    """Did the reply continue the probe's prefill? Checked in the text and, where returned,
+    in the first token's logprobs. The outcome is stored as a probe (JSON)."""
+    mass = None
+    if response.top_logprobs:
+        mass = sum(
+            math.exp(min(float(lp), 0.0))
+            for token, lp in response.top_logprobs.items()
+            if isinstance(token, str) and _on_the_way(token)
+        )
+    ok = _starts_with_next(response.text) and (mass is None or mass >= CONTINUATION_MIN_MASS)
+    return {"ok": ok, "reply": response.text[:60], "next_token_mass": mass}
+
+
+def describe_verdict(outcome: dict[str, Any]) -> str:
+    """How the probe went, for one-line errors and notices."""
+    if outcome.get("error"):
+        return f"the server rejected it: {outcome['error']}"
+    said = f"it replied {outcome.get('reply')!r}"
+    mass = outcome.get("next_token_mass")
+    if mass is not None:
+        said += f", p({CONTINUATION_NEXT!r})={mass:.2f}"
+    return (
+        f"asked to continue {CONTINUATION_PROBE.prefill!r}, {said} instead of {CONTINUATION_NEXT!r}"
+    )
 
 
 class ApiModel(Model):
@@ -141,41 +205,52 @@ class ApiModel(Model):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ preflight
-    probe_name: str = ""
-    """The capability settled by a one-off probe call (logprobs, prefill)."""
-
-    @property
-    def probe_wanted(self) -> bool:
-        return False
-
     async def check_model(self) -> None:
         """Fail in one line when the key is rejected, the server unreachable or the model
         unknown."""
 
-    async def _probe(self) -> bool:
-        raise NotImplementedError
-
-    def _settle(self, ok: bool | None) -> None:
-        """Adopt a probe outcome (None: not probed, keep the configured capabilities)."""
+    async def settle(self, probes: ProbeStore) -> None:  # noqa: B027 - optional hook
+        """Decide what must be probed (continuation, logprobs, chat template), each through
+        `probed`, so a replay decides exactly as the original run did."""
 
     async def preflight(self, probes: ProbeStore) -> None:
-        known = probes.get_probe(self.probe_name, self.identity) if self.probe_wanted else None
+        if not probes.replay:
+            # no network and no key in a replay: everything below comes from stored probes
+            self.api_key()  # a missing key fails here, before anything else
+            await self.check_model()
+        await self.settle(probes)
+
+    async def probed(
+        self,
+        probes: ProbeStore,
+        name: str,
+        identity: dict[str, Any],
+        compute: Callable[[], Awaitable[Any]],
+        legacy: Any = None,
+    ) -> Any:
+        """The stored outcome of probe `name` for `identity`, else `compute()` it and store it.
+
+        In a replay a missing outcome is an error, unless `legacy` (what a cache made before
+        this probe existed implies) is given: a replay of an old cache then decides as the old
+        run did, and says so.
+        """
+        known = probes.get_probe(name, identity)
+        if known is not None:
+            return known
         if probes.replay:
-            # no network and no key: decide exactly as the run that filled the cache did
-            if self.probe_wanted and known is None:
-                raise CacheMiss(
-                    f"replay: the cache holds no {self.probe_name} probe for "
-                    f"{self.provider}/{self.name}; run once with the network first"
+            if legacy is not None:
+                self.notice(
+                    f"replay: the cache predates the {name} probe for "
+                    f"{self.provider}/{self.name}; deciding as the run that filled it did"
                 )
-            self._settle(known)
-            return
-        self.api_key()  # a missing key fails here, before anything else
-        await self.check_model()
-        if self.probe_wanted:
-            if known is None:
-                known = await self._probe()
-                probes.put_probe(self.probe_name, self.identity, known)
-            self._settle(known)
+                return legacy
+            raise CacheMiss(
+                f"replay: the cache holds no {name} probe for {self.provider}/{self.name}; "
+                "run once with the network first"
+            )
+        value = await compute()
+        probes.put_probe(name, identity, value)
+        return value
 
     async def retrying(self, call: Any, what: str) -> Any:
         """A preflight call, retried briefly on transient faults (a 529 at start-up must not
@@ -192,7 +267,9 @@ class ApiModel(Model):
                 lambda: f"{self.provider}/{self.name} {what}",
             )
         except CallFailed as e:
-            raise (e.__cause__ or e) from None
+            original = e.__cause__ or e
+            # keep the original's own cause: it tells a refused connection from a timeout
+            raise original from original.__cause__
 
     def preflight_error(self, exc: Exception) -> ConfigError:
         """One clear line for what can go wrong before a run starts."""
@@ -206,6 +283,12 @@ class ApiModel(Model):
         if status == 404:
             return ConfigError(
                 f"model.name: {self.name!r} is not a model served by {self.where()} (404)"
+            )
+        if connection_refused(exc):
+            # before the timeout branch: the SDK reports a refused connection as a timeout
+            return ConfigError(
+                f"model.base_url: cannot connect to {self.where()} (connection refused: "
+                "is the server running, on this host and port?)"
             )
         if "Connection" in name or "Timeout" in name:
             return ConfigError(f"model.base_url: cannot reach {self.where()} ({name}: {exc})")

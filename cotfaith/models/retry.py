@@ -1,10 +1,11 @@
 """The one retry layer: exponential backoff with full jitter, honouring Retry-After.
 
 The SDKs' own retries are switched off (max_retries=0) so that retries are not stacked and every
-one is counted. Retried: 429, 408, 409, 5xx (529 included), timeouts, connection errors, and
-bodies that do not parse. Not retried: other 4xx (bad request, auth, not found), which no
-amount of waiting fixes. Under 429s a shared gate pauses every caller until the server's
-Retry-After has passed, so a rate-limited run backs off as a whole instead of hammering.
+one is counted. Retried: 429, 408, 409, 5xx (529 included), timeouts, connection errors (a
+refused connection is named as such, never as a timeout), and bodies that do not parse. Not
+retried: other 4xx (bad request, auth, not found), which no amount of waiting fixes. Under
+429s a shared gate pauses every caller until the server's Retry-After has passed, so a
+rate-limited run backs off as a whole instead of hammering.
 """
 
 from __future__ import annotations
@@ -87,6 +88,27 @@ def retry_after(headers: Any) -> float | None:
     return _seconds(when.timestamp() - time.time())
 
 
+def connection_refused(exc: BaseException) -> bool:
+    """Whether `exc` comes from a refused TCP connection (nothing listens on the port).
+
+    The SDKs' aiohttp transport reports a refused connection as a *connect timeout*
+    (APITimeoutError caused by ConnectTimeout caused by ConnectionRefusedError), which would
+    send a user looking for a slow server instead of a wrong port; the cause chain tells.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        seen.add(id(cur))
+        # aiohttp keeps the OSError on `os_error` as well as in the chain
+        nested = getattr(cur, "os_error", None)
+        if isinstance(nested, ConnectionRefusedError):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def classify(exc: BaseException) -> tuple[str, float | None] | None:
     """(reason, server-requested wait) for a retryable error, None for a final one.
 
@@ -106,6 +128,9 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
         if status in (408, 409) or status >= 500:
             return f"{status}", retry_after(headers)
         return None
+    if connection_refused(exc):
+        # retried (a server being restarted refuses for a moment), but named for what it is
+        return "connection_refused", None
     if "Timeout" in name:
         return "timeout", None
     if "Connection" in name:

@@ -119,14 +119,23 @@ def _run_notes(run_dir: Path) -> list[str]:
     return notes
 
 
-def _notes(summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any]) -> list[str]:
+_RULE_TEXT = {
+    "drop": "they are left out of curves (report.unparseable=drop) and never count as agreement",
+    "disagree": "they count as disagreement in curves (report.unparseable=disagree)",
+    "agree": "they count as agreement in curves (report.unparseable=agree)",
+}
+
+
+def _notes(
+    summary: pd.DataFrame, records: pd.DataFrame, config: dict[str, Any], rule: str = "drop"
+) -> list[str]:
     notes = []
     for row in summary.itertuples():
         if row.parse_failures:
             notes.append(
                 f"{row.task}/{row.intervention}: {row.parse_failures} answers could not be "
-                "read (unparseable, low letter mass, or a new turn after the prefill); they "
-                "count as disagreement, never as agreement."
+                "read (unparseable, low letter mass, or a new turn after the prefill); "
+                f"{_RULE_TEXT.get(rule, _RULE_TEXT['drop'])}."
             )
         if getattr(row, "no_reference", 0) and row.no_reference == row.no_reference:
             notes.append(
@@ -266,7 +275,7 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
         examples=_examples(run_dir, settings.n_examples),
         notes=[
             *_run_notes(run_dir),
-            *_notes(summary, records, config),
+            *_notes(summary, records, config, settings.unparseable),
             *(n for part in sections for n in part.notes),
         ],
         sections=sections,

@@ -54,6 +54,7 @@ def load(cfg: Mapping[str, Any]) -> list[Question]:
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
+
 NAMES = ("Maya", "Tom", "Aisha", "Luis", "Mei", "Omar", "Nina", "Kofi", "Sara", "Ivan")
 ITEMS = ("marbles", "apples", "stickers", "coins", "books", "shells", "cards", "pencils")
 ADD_VERBS = ("buys", "finds", "receives", "picks up")

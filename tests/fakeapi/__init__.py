@@ -17,16 +17,19 @@ from .common import (
     Responder,
     ServerState,
     Stats,
+    as_sentence,
+    counting,
     default_responder,
     echo_responder,
     request_key,
 )
-from .openai_app import make_openai_app
+from .openai_app import LLAMACPP, make_openai_app
 from .runner import ServerProcess, ServerThread
 
 __all__ = [
     "ECHO_TEXT",
     "FAULT_KINDS",
+    "LLAMACPP",
     "NO_PREFILL_MESSAGE",
     "SAMPLE_HEADER",
     "Faults",
@@ -35,6 +38,8 @@ __all__ = [
     "ServerState",
     "ServerThread",
     "Stats",
+    "as_sentence",
+    "counting",
     "default_responder",
     "echo_responder",
     "make_anthropic_app",

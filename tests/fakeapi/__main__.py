@@ -12,12 +12,13 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 from cotfaith.models.simulated import Knobs
 
 from .anthropic_app import make_anthropic_app
 from .common import FAULT_KINDS, Faults, default_responder, echo_responder
-from .openai_app import make_openai_app
+from .openai_app import LLAMACPP, make_openai_app
 from .runner import HOST, start_site
 
 
@@ -39,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-seconds", type=float, default=5.0)
     p.add_argument("--no-prefill-models", type=_csv, default=[], help="anthropic only")
     p.add_argument("--no-logprobs-models", type=_csv, default=[], help="openai only")
+    p.add_argument("--chatty-models", type=_csv, default=[], help="openai only")
+    p.add_argument(
+        "--llamacpp",
+        action="store_true",
+        help="openai only: behave as llama.cpp (continue_final_message and "
+        "max_completion_tokens ignored, no /v1/models/{id})",
+    )
+    p.add_argument("--props-template", default=None, help="openai only: serve /props with it")
     p.add_argument("--echo", action="store_true", help="fixed short answer, no simulated model")
     p.add_argument("--organism-seed", type=int, default=0, help="Knobs.seed of the organism")
     return p
@@ -57,7 +66,17 @@ async def _serve(args: argparse.Namespace, key: str) -> None:
     if args.models:
         common["models"] = args.models
     if args.api == "openai":
-        app = make_openai_app(no_logprobs_models=args.no_logprobs_models, **common)
+        app = make_openai_app(
+            no_logprobs_models=args.no_logprobs_models,
+            chatty_models=args.chatty_models,
+            props_template=(
+                Path(args.props_template).read_text(encoding="utf-8")
+                if args.props_template
+                else None
+            ),
+            **(LLAMACPP if args.llamacpp else {}),
+            **common,
+        )
     else:
         app = make_anthropic_app(no_prefill_models=args.no_prefill_models, **common)
     runner, port = await start_site(app, args.port)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,61 @@ ECHO_TEXT = "The single, most likely answer is (A)."
 
 def default_responder(knobs: Knobs | None = None) -> Responder:
     """The project's model organism, so loopback runs reproduce direct simulated runs."""
-    return SimulatedModel(knobs or Knobs()).generate
+    return counting(SimulatedModel(knobs or Knobs()).generate)
+
+
+# ------------------------------------------------------------------ behaviours of real models
+# What any real model does and the organism does not know about: continue a count. Backends
+# probe prefill with "1, 2, ..., 7," (the only sensible continuation is "8"), so the fakes must
+# answer that as a real model would, continued or not.
+_COUNT = re.compile(r"(?:^|\s)((?:\d+,\s*)*\d+),\s*$")
+
+
+def counting(inner: Responder) -> Responder:
+    """`inner`, except that a count is carried on: a prefill ending "..., 6, 7," continues with
+    " 8, 9, ..."; asked to count without a prefill (a fresh turn) the reply starts at 1."""
+
+    async def respond(request: ModelRequest) -> ModelResponse:
+        asked = any(
+            m.role == "user" and m.content.lower().startswith("count from")
+            for m in request.messages
+        )
+        m = _COUNT.search(request.prefill or "")
+        if m and asked:
+            last = int(m.group(1).replace(" ", "").split(",")[-1])
+            text = "".join(f" {n}," for n in range(last + 1, last + 4)).rstrip(",")
+            first = f" {last + 1}"
+        elif asked and not request.prefill:
+            text, first = "1, 2, 3, 4, 5", "1"
+        else:
+            return await inner(request)
+        lps = {first: math.log(0.95), " The": math.log(0.03)} if request.top_logprobs else None
+        return ModelResponse(text=text, top_logprobs=lps, finish_reason="length", usage=Usage(9, 3))
+
+    return respond
+
+
+FRESH_TURN_SHARE = 0.9
+"""First-token probability a model puts on the opening word of a sentence it is about to write
+("The"), leaving the letters the rest: SmolLM2 through llama.cpp put a median 3.5% (prefill
+ignored) to 14% (letter-only instruction) on the letters."""
+
+
+def as_sentence(resp: ModelResponse, share: float = FRESH_TURN_SHARE) -> ModelResponse:
+    """The same answer given the way a model starting a fresh turn gives it: a sentence ("The
+    single, most likely answer is (B).") whose first token is mostly "The", the letters sharing
+    what is left in proportion to the organism's own distribution."""
+    text = resp.text.strip()
+    if len(text) == 1 and text.isalpha():  # a bare letter: say it as a sentence
+        text = f"The single, most likely answer is ({text})."
+    first = text.split()[0] if text.split() else "The"
+    lps = None
+    if resp.top_logprobs:
+        lps = {t: lp + math.log(1 - share) for t, lp in resp.top_logprobs.items()}
+        lps[first] = math.log(share)
+    return ModelResponse(
+        text=text, top_logprobs=lps, finish_reason=resp.finish_reason, usage=resp.usage
+    )
 
 
 async def echo_responder(request: ModelRequest) -> ModelResponse:
@@ -95,6 +150,10 @@ class Stats:
     ok: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     completed_keys: Counter[str] = field(default_factory=Counter)
+    cap_fields: Counter[str] = field(default_factory=Counter)
+    """Which output-cap field each request carried (max_tokens, max_completion_tokens)."""
+    system_turns: Counter[str] = field(default_factory=Counter)
+    """System turns the requests held (first 80 characters), e.g. a chat template's default."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,12 +161,16 @@ class Stats:
             "ok": self.ok,
             "faults": dict(self.faults),
             "completed_keys": dict(self.completed_keys),
+            "cap_fields": dict(self.cap_fields),
+            "system_turns": dict(self.system_turns),
         }
 
     def reset(self) -> None:
         self.requests = self.ok = 0
         self.faults.clear()
         self.completed_keys.clear()
+        self.cap_fields.clear()
+        self.system_turns.clear()
 
 
 @dataclass
@@ -121,6 +184,13 @@ class ServerState:
     faults: Faults = field(default_factory=Faults)
     no_logprobs_models: frozenset[str] = frozenset()
     no_prefill_models: frozenset[str] = frozenset()
+    ignore_continue_final_message: bool = False
+    """llama.cpp: `continue_final_message` is ignored; the prefilled assistant turn is closed
+    as history and a new one starts (its reply begins like a fresh answer)."""
+    honour_max_completion_tokens: bool = True
+    """llama.cpp reads only `max_tokens`; with False, `max_completion_tokens` is ignored."""
+    chatty_models: frozenset[str] = frozenset()
+    """Models that answer in a sentence even when told to reply with the letter only."""
     stats: Stats = field(default_factory=Stats)
 
 

@@ -5,10 +5,18 @@ Request translation (wire -> ModelRequest):
   a list of {"type": "text"} parts joined. A trailing assistant turn is history (the real API
   starts a new turn) unless vLLM's `continue_final_message: true` is set, which makes it the
   prefill; like vLLM this requires `add_generation_prompt: false`.
-- completions: `prompt` is ChatML, read back with `cotfaith.models.chat_template.parse`.
+- completions: `prompt` is ChatML, read back with `cotfaith.models.chat_template.parse` (any
+  ChatML-based Hugging Face template, e.g. SmolLM2's with its default system turn, reads back
+  the same way; the system turn is context to the organism).
 - sample_index: header `x-cotfaith-sample`, else `metadata.sample_index` (a string, as OpenAI
   metadata values are), else `seed`, else 0.
 - temperature / top_p default to 1.0 when absent, as in the real API.
+
+llama.cpp's behaviours, as options (`LLAMACPP` turns on all of them): `continue_final_message`
+ignored (the prefilled turn becomes history and a fresh turn answers: "The single, most likely
+answer is (B).", its first token mostly "The"), no `GET /v1/models/{id}` route (only the list),
+`max_completion_tokens` ignored (only `max_tokens` caps the output), and `GET /props` reporting
+the chat template.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from cotfaith.models.base import Message, ModelRequest, ModelResponse
 from cotfaith.models.chat_template import parse as parse_chatml
 
 from .common import (
+    FRESH_TURN_SHARE,
     SAMPLE_HEADER,
     STATE,
     ApiError,
@@ -30,6 +39,7 @@ from .common import (
     Responder,
     ServerState,
     add_control_routes,
+    as_sentence,
     default_responder,
     json_response,
     known_models,
@@ -41,7 +51,16 @@ from .common import (
 )
 
 DEFAULT_MODELS = ("fake-gpt",)
+LLAMACPP: dict[str, Any] = {
+    "ignore_continue_final_message": True,
+    "model_route": False,
+    "honour_max_completion_tokens": False,
+}
+"""make_openai_app(**LLAMACPP): the llama.cpp server's departures from the OpenAI API."""
 OWNER = "cotfaith-fake"
+CHATTY_SHARE = 0.86
+"""First-token share of "The" for a chatty model told to reply with the letter only (SmolLM2
+through llama.cpp: a median 14% on the letters)."""
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -53,26 +72,57 @@ def make_openai_app(
     latency: float = 0.0,
     faults: Faults | None = None,
     no_logprobs_models: Sequence[str] = (),
+    chatty_models: Sequence[str] = (),
+    ignore_continue_final_message: bool = False,
+    model_route: bool = True,
+    honour_max_completion_tokens: bool = True,
+    props_template: str | None = None,
+    props_tokens: tuple[str, str] = ("", ""),
 ) -> web.Application:
-    """The OpenAI fake. Models in `no_logprobs_models` reject `logprobs: true` (like o-series)."""
+    """The OpenAI fake. Models in `no_logprobs_models` reject `logprobs: true` (like o-series);
+    models in `chatty_models` answer "reply with the letter only" with a sentence (as small
+    open models do). `model_route=False` leaves out GET /v1/models/{id} (llama.cpp has only the
+    list); `props_template` serves GET /props with that chat template and the (bos, eos)
+    `props_tokens`, as llama.cpp's server does."""
     for kind in faults.kinds if faults else ():
         if kind == "529":
             raise ValueError("fault kind '529' is Anthropic's overloaded error; OpenAI has none")
     app = web.Application()
     app[STATE] = ServerState(
         key=key,
-        models=known_models(models, no_logprobs_models),
+        models=known_models(models, no_logprobs_models, chatty_models),
         responder=responder or default_responder(),
         latency=latency,
         faults=faults or Faults(),
         no_logprobs_models=frozenset(no_logprobs_models),
+        chatty_models=frozenset(chatty_models),
+        ignore_continue_final_message=ignore_continue_final_message,
+        honour_max_completion_tokens=honour_max_completion_tokens,
     )
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_get("/v1/models", _list_models)
-    app.router.add_get("/v1/models/{model_id}", _get_model)
+    if model_route:
+        app.router.add_get("/v1/models/{model_id}", _get_model)
+    if props_template is not None:
+        app[PROPS] = {
+            "chat_template": props_template,
+            "bos_token": props_tokens[0],
+            "eos_token": props_tokens[1],
+            "total_slots": 1,
+            "default_generation_settings": {"n_ctx": 2048},
+        }
+        app.router.add_get("/props", _props)
     add_control_routes(app)
     return app
+
+
+PROPS = web.AppKey("props", dict)
+
+
+async def _props(request: web.Request) -> web.Response:
+    # llama.cpp serves /props without auth
+    return json_response(request.app[PROPS])
 
 
 # ------------------------------------------------------------------------ errors
@@ -163,13 +213,19 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
 
 def _sampling(body: dict[str, Any], request: web.Request) -> dict[str, Any]:
     """Sampling fields shared by both endpoints, in ModelRequest's names."""
+    state = request.app[STATE]
+    for name in ("max_tokens", "max_completion_tokens"):
+        if name in body:
+            state.stats.cap_fields[name] += 1
     out: dict[str, Any] = {
         "temperature": float(body.get("temperature", 1.0)),
         "top_p": float(body.get("top_p", 1.0)),
         "stop": _stop(body),
         "sample_index": _sample_index(request, body),
     }
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = body.get("max_tokens")
+    if state.honour_max_completion_tokens:
+        max_tokens = body.get("max_completion_tokens", max_tokens)
     if max_tokens is not None:
         out["max_tokens"] = int(max_tokens)
     return out
@@ -189,7 +245,7 @@ def chat_to_request(body: dict[str, Any], request: web.Request) -> ModelRequest:
             raise ApiError(400, "invalid_request_error", f"messages[{i}]: unsupported role")
         messages.append(Message(role, _text(m.get("content"), f"messages[{i}].content")))
     prefill = None
-    if body.get("continue_final_message"):
+    if body.get("continue_final_message") and not request.app[STATE].ignore_continue_final_message:
         if body.get("add_generation_prompt", True):
             # vLLM's own check: both at once would open a new turn and continue the old one
             raise ApiError(
@@ -324,7 +380,16 @@ async def _generation(request: web.Request, kind: str) -> web.Response:
         except (TypeError, ValueError, AttributeError) as e:
             # a field of the wrong type: the real API answers 400, not 500
             raise ApiError(400, "invalid_request_error", f"invalid request: {e}") from None
+        for m in req.messages:
+            if m.role == "system":
+                state.stats.system_turns[m.content[:80]] += 1
         resp = await _respond(state, req)
+        if kind == "chat" and req.prefill is None:
+            ignored = body.get("continue_final_message") and state.ignore_continue_final_message
+            chatty = model in state.chatty_models and req.top_logprobs > 0
+            if ignored or chatty:
+                # a fresh assistant turn from a real model: a sentence, mostly "The" first
+                resp = as_sentence(resp, FRESH_TURN_SHARE if ignored else CHATTY_SHARE)
         n = state.stats.requests
         created = int(time.time())
         if kind == "chat":
