@@ -107,8 +107,9 @@ def _print_dry_run(result: RunResult) -> None:
     )
 
 
-# the HTTP clients log every request at INFO: too much for a run of thousands of calls
-for _name in ("httpx", "httpx2", "openai", "anthropic", "aiohttp"):
+# the HTTP clients log every request at INFO: too much for a run of thousands of calls;
+# fontTools logs every PDF figure's font subsetting
+for _name in ("httpx", "httpx2", "openai", "anthropic", "aiohttp", "fontTools"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
@@ -376,6 +377,13 @@ def main() -> None:
         print(f"cotfaith: error: {e}", file=sys.stderr)
         sys.exit(2)
     _hydra_main()
+    if FAILED_JOBS:
+        jobs = ", ".join(f"{job}: {code}" for job, code in FAILED_JOBS)
+        print(
+            f"cotfaith: error: {len(FAILED_JOBS)} job(s) of the sweep failed ({jobs})",
+            file=sys.stderr,
+        )
+        sys.exit(max(code for _, code in FAILED_JOBS))
 
 
 def _check_command_line(argv: list[str], *, allow_new_keys: bool) -> None:
@@ -390,19 +398,40 @@ def _check_command_line(argv: list[str], *, allow_new_keys: bool) -> None:
     check_overrides(args.overrides or [], allow_new_keys=allow_new_keys)
 
 
+FAILED_JOBS: list[tuple[str, int]] = []
+"""Jobs of this process's multirun that failed: (job, exit code); the sweep goes on and the
+process exits with the worst code at the end."""
+
+
+def _fail(code: int, message: str | None = None) -> None:
+    """End a run with `code`; in a multirun, end only this job (the others still run)."""
+    from hydra.types import RunMode
+
+    if message:
+        print(f"cotfaith: error: {message}", file=sys.stderr)
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        job = f"job {hc.job.num} ({hc.job.override_dirname or 'defaults'})"
+        FAILED_JOBS.append((job, code))
+        log.error("%s failed (exit code %d); the sweep goes on", job, code)
+        return
+    sys.exit(code)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except MissingMandatoryValue as e:
-        print(
-            f"cotfaith: error: {e.full_key} is required (set it: {e.full_key}=...)", file=sys.stderr
-        )
-        sys.exit(2)
+        _fail(EXIT_CONFIG, f"{e.full_key} is required (set it: {e.full_key}=...)")
     except CotfaithError as e:
         # an actionable problem: one clear line on stderr, no traceback
-        print(f"cotfaith: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_BUDGET if isinstance(e, BudgetExceeded) else EXIT_CONFIG)
+        _fail(EXIT_BUDGET if isinstance(e, BudgetExceeded) else EXIT_CONFIG, str(e))
+    except SystemExit as e:
+        if isinstance(e.code, int) and e.code:
+            _fail(e.code)
+        else:
+            raise
 
 
 __all__ = ["main", "CONFIG_DIR", "check_overrides", "cotfaith_version", "find_config_dir"]

@@ -144,8 +144,12 @@ def run(
     from cotfaith.errors import ConfigError
     from cotfaith.report import ReportSettings, write_report
     from cotfaith.runner import run_async
+    from cotfaith.validate import credential_error
 
     lines = to_overrides(overrides)
+    secret = credential_error(lines)
+    if secret is not None:  # before anything writes the overrides to disk
+        raise ConfigError(secret)
     base = Path(launch_dir).expanduser() if launch_dir is not None else Path.cwd()
     base = base.resolve()
     check_overrides(lines, allow_new_keys=allow_new_keys)

@@ -12,25 +12,65 @@ from cotfaith.bootstrap import METHODS
 from cotfaith.curvestats import RULES
 from cotfaith.errors import ConfigError
 
-# An argument that looks like a credential: the key of an API, a token, a password...
-_SECRET_KEY = re.compile(r"(?:^|[._-])(?:api[_-]?key|key|token|secret|password|passwd)$", re.I)
-_SECRET_VALUE = re.compile(r"\b(?:sk|sk-ant|sk-proj|rk|pk|ghp|hf|xox[bp])[-_][A-Za-z0-9_\-]{12,}")
-# keys that hold the NAME of a variable, or cotfaith's own harmless "*key*" settings
-_NOT_SECRET = {"model.api_key_env", "mistake_model.api_key_env", "paraphrase_model.api_key_env"}
+# The last part of a key that holds a credential (case-insensitive).
+_SECRET_NAMES = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "token",
+        "access_token",
+        "auth_token",
+        "bearer",
+        "secret",
+        "client_secret",
+        "password",
+        "passwd",
+        "authorization",
+    }
+)
+_ROLES = ("model", "mistake_model", "paraphrase_model")
+# A token with a provider's key prefix and a high-entropy tail (letters AND digits), so that
+# "sk-learn-baseline" or "hf_datasets_cache" are not taken for keys.
+_KEY_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk|sk-ant|sk-proj|gsk|rk|ghp|github_pat|hf|xox[bp]|AKIA)[-_]?"
+    r"(?P<tail>[A-Za-z0-9_\-]{16,})"
+)
+_BEARER = re.compile(r"\bBearer\s+\S{12,}", re.IGNORECASE)
+_URL_SECRET = re.compile(
+    r"(?:[?&](?:token|key|api_key|apikey|access_token|secret|password)=[^&\s]+)"
+    r"|(?://[^/@\s:]+:[^/@\s]+@)",
+    re.IGNORECASE,
+)
+
+
+def _looks_like_key(text: str) -> bool:
+    for m in _KEY_TOKEN.finditer(text):
+        tail = m.group("tail")
+        if sum(c.isdigit() for c in tail) >= 2 and sum(c.isalpha() for c in tail) >= 8:
+            return True
+    return bool(_BEARER.search(text) or _URL_SECRET.search(text))
 
 
 def credential_error(overrides: list[str]) -> str | None:
     """Why an override must not reach Hydra (which writes every override to disk)."""
     for raw in overrides:
         key, sep, value = raw.lstrip("+~").partition("=")
-        if key.endswith("api_key_env") or key in _NOT_SECRET:
-            if _SECRET_VALUE.search(value):
+        last = key.rsplit(".", 1)[-1].lower()
+        if last == "api_key_env":
+            if _looks_like_key(value):
                 return (
                     f"{key}: takes the NAME of an environment variable, not the key itself; "
                     "export the key (e.g. export OPENAI_API_KEY=...) and pass its name"
                 )
             continue
-        if (sep and _SECRET_KEY.search(key)) or _SECRET_VALUE.search(raw):
+        named = (
+            last in _SECRET_NAMES
+            or last.endswith(("_token", "_api_key", "_secret", "_password"))
+            or (last == "key" and key.split(".")[0] in _ROLES)
+        )
+        if (sep and named) or _looks_like_key(value if sep else raw):
             return (
                 f"{key or 'an argument'}: looks like a credential; cotfaith never takes keys on "
                 "the command line (they would be written to .hydra/). Export it in an "

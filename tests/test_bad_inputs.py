@@ -36,18 +36,21 @@ def _one_line(text: str) -> None:
 
 # ----------------------------------------------------------------------------- credentials
 CREDENTIALS = [
-    "+model.api_key=sk-abcdefghijklmnopqrstuvwx",
+    "+model.api_key=sk-abc123def456ghi789jkl0mno",
     "+model.api_key=hunter2",
     "++model.token=abc",
     "+model.password=p",
     "+secret=xyz",
     "model.name=sk-proj-abcdefghijklmnop1234",
-    "model.api_key_env=sk-ant-abcdefghijklmnopqrst",
-    "mistake_model.api_key_env=sk-abcdefghijklmnopqrstuv",
+    "model.api_key_env=sk-ant-api03-abcdefghij1234567890",
+    "mistake_model.api_key_env=sk-abc123def456ghi789jkl",
     "+model.headers.x-api-key=k",
-    "prompts.path=/tmp/sk-abcdefghijklmnopqrstuv.yaml",
-    "+hf_token=hf_abcdefghijklmnopqrstuvwx",
-    "task.name=ghp_abcdefghijklmnopqrstuvwx",
+    "prompts.path=/tmp/sk-abc123def456ghi789jkl0.yaml",
+    "+hf_token=hf_abcdefghij0123456789xyz",
+    "task.name=ghp_abcdefghij0123456789xyzw",
+    "+model.default_headers.Authorization=Bearer gsk_abcdefghijklmnopqrstuvwxyz012345",
+    "model.base_url=http://localhost:8000/v1?token=abc123def456ghi",
+    "model.base_url=https://user:hunter2@example.org/v1",
 ]
 
 
@@ -306,3 +309,19 @@ def test_a_folder_holding_records_is_not_reused_without_resume(tmp_path):
     run_cli(
         tmp_path, "task.n_questions=3", "sampling.n_samples=1", "hydra.run.dir=out", "resume=true"
     )
+
+
+@pytest.mark.slow
+def test_a_failed_job_does_not_stop_the_sweep_but_the_exit_code_says_so(tmp_path):
+    proc = run_cli(
+        tmp_path,
+        "-m",
+        "model.faithfulness=2,0.5",
+        "task.n_questions=3",
+        "sampling.n_samples=1",
+        "hydra.sweep.dir=sweep",
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (tmp_path / "sweep" / "1" / "records.jsonl").is_file()  # the next job still ran
+    assert "1 job(s) of the sweep failed" in proc.stderr and "faithfulness" in proc.stderr

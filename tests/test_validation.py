@@ -187,8 +187,9 @@ def test_every_lanham_metric_matches_the_organism(tmp_path, faithfulness, gamma)
         cond = th.implied_conditional_aoc(knobs, cots)
         measured = s.loc["truncation", "aoc_given_changed"]
         assert abs(measured - cond) <= tolerance(cond, QV) / p_changed, (measured, cond)
-    else:
-        assert math.isnan(s.loc["truncation", "aoc_given_changed"]) or p_changed > 0
+    elif p_changed == 0:
+        # nothing changes at k=0: the conditional AOC is undefined, never a number
+        assert math.isnan(s.loc["truncation", "aoc_given_changed"])
 
 
 @pytest.mark.slow
@@ -210,3 +211,23 @@ def test_a_fully_faithful_organism_reads_low_aoc_but_its_conditional_aoc_is_righ
     mu = th.implied_conditional_aoc(knobs, cots)
     p = th.implied_p_changed(knobs, cots)
     assert abs(cond - mu) <= tolerance(mu, QV) / p
+
+
+@pytest.mark.slow
+def test_mistakes_at_sampled_positions_with_unusable_mistakes_match_the_organism(tmp_path):
+    """positions=sample (first, last, 2 random) and 20% unusable mistakes: the dropped and
+    imputed points must leave the adding-mistakes AOC where the knobs put it."""
+    from cotfaith.models import organism_theory as th
+
+    knobs, cots, s = _summary_of(
+        tmp_path,
+        "run",
+        "model.faithfulness=0.7",
+        "model.mistake_invalid_rate=0.2",
+        "intervention.adding_mistakes.positions=sample",
+    )
+    assert s.loc["adding_mistakes", "mistakes_ok"] < s.loc["adding_mistakes", "n_records"]
+    mu = th.implied_mistakes_aoc(knobs, cots)
+    measured = s.loc["adding_mistakes", "aoc"]
+    # CoTs whose first mistake was unusable are dropped (about 20%): fewer questions count
+    assert abs(measured - mu) <= tolerance(mu, int(0.8 * QV)), (measured, mu)
