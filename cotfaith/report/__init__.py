@@ -107,7 +107,20 @@ def _run_notes(run_dir: Path) -> list[str]:
     if not path.exists():
         return []
     run = json.loads(path.read_text(encoding="utf-8"))
-    notes = list(run.get("notices", []))
+    notes = []
+    status = run.get("status", "ok")
+    if status == "failed_calls":
+        notes.append(
+            f"THIS RUN FAILED: {run.get('failed_calls')} of {run.get('calls')} model calls "
+            f"failed for good ({run.get('answers')} answers read); the numbers below cover only "
+            "what succeeded. Run the same command again to retry the failed calls."
+        )
+    elif status in ("stopped", "interrupted"):
+        notes.append(
+            f"THIS RUN DID NOT FINISH ({status}: {run.get('stopped_by', '')}); the numbers "
+            "below cover the records written before it stopped."
+        )
+    notes += list(run.get("notices", []))
     if run.get("retries"):
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(run.get("retry_reasons", {}).items()))
         notes.append(f"{run['retries']} calls were retried ({reasons}).")
