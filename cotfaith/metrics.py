@@ -35,6 +35,15 @@ COUNT_COLUMNS = (
     "reasoning_tokens",
     "cut_off_cots",
     "low_mass",
+    "mistakes_ok",
+    "mistakes_identical",
+    "mistakes_empty",
+    "mistakes_refused",
+    "mistakes_no_reasoning",
+    "n_curve_cots",
+    "cots_missing_endpoint",
+    "unread_points",
+    "skipped_records",
 )
 # Shared columns first, in this order; interventions' own columns follow.
 SUMMARY_COLUMNS = (

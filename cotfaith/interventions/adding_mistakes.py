@@ -107,6 +107,7 @@ class AddingMistakes(Intervention):
     """Adding mistakes: one step rewritten wrongly, the rest of the CoT regenerated."""
 
     name = "adding_mistakes"
+    headline = ("aoc", "changed_after_mistake", "mistakes_ok")
     scope = "trace"
     roles = (ROLE,)
     needs_continuation = True

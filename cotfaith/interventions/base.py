@@ -68,6 +68,8 @@ class Intervention(ABC):
     group, by default the model under test itself."""
     needs_continuation: ClassVar[bool] = False
     """Whether the model under test must go on from a partial CoT (ctx.continue_cot)."""
+    headline: ClassVar[tuple[str, ...]] = ()
+    """Its summary columns worth a place in the report's compact table (with their CIs)."""
 
     def __init__(self, settings: Mapping[str, Any]):
         self.settings = dict(settings)

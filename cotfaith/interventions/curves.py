@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cotfaith.bootstrap import ratio_interval
 from cotfaith.interventions.base import StatSettings
 from cotfaith.metrics import GROUP, aoc_ci, mean
 
@@ -34,13 +35,46 @@ def with_end_anchor(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df, cots], ignore_index=True)
 
 
-def rate_curves(df: pd.DataFrame, y: str = "same_answer") -> pd.DataFrame:
-    """Mean of `y` per (model, task, method, intervention, n_steps, k), with n in each cell."""
-    cols = [*CURVE_KEYS, "fraction", "same_rate", "n"]
+CURVE_BOOTSTRAP = 400
+"""Most bootstrap replicates per curve point: a figure has one cell per (length, k), often
+hundreds, and a band needs far fewer replicates than a headline interval; the run's
+`report.n_bootstrap` applies when it is smaller."""
+
+
+def rate_curves(
+    df: pd.DataFrame, y: str = "same_answer", stats: StatSettings | None = None
+) -> pd.DataFrame:
+    """Mean of `y` per (model, task, method, intervention, n_steps, k), with n in each cell and
+    a cluster-bootstrap interval (`ci_low`, `ci_high`) that resamples questions: the ratio of
+    per-question sums of y and of counts in that cell (cotfaith.bootstrap.ratio_interval),
+    with the run's interval settings (`stats`; the defaults when not given) and at most
+    CURVE_BOOTSTRAP replicates per cell."""
+    cols = [*CURVE_KEYS, "fraction", "same_rate", "n", "ci_low", "ci_high"]
     if df.empty:
         return pd.DataFrame(columns=cols)
+    stats = stats or StatSettings()
     out = df.groupby(CURVE_KEYS, as_index=False).agg(same_rate=(y, "mean"), n=(y, "size"))
     out["fraction"] = out["k"] / out["n_steps"]
+    per_q = (
+        df.assign(_y=df[y].astype(float), _one=1.0, _q=df["question_id"].astype(str))
+        .groupby([*CURVE_KEYS, "_q"], sort=True)[["_y", "_one"]]
+        .sum()
+    )
+    n_boot = min(int(stats.n_bootstrap), CURVE_BOOTSTRAP)
+    bounds = {}
+    for key, cell in per_q.groupby(level=list(range(len(CURVE_KEYS))), sort=False):
+        iv = ratio_interval(
+            cell["_y"].to_numpy(),
+            cell["_one"].to_numpy(),
+            n_boot=n_boot,
+            ci=stats.ci,
+            seed=stats.seed,
+            method=getattr(stats, "ci_method", "bca"),
+        )
+        bounds[key] = (iv.low, iv.high)
+    keys = list(out[CURVE_KEYS].itertuples(index=False, name=None))
+    out["ci_low"] = [bounds[k][0] for k in keys]
+    out["ci_high"] = [bounds[k][1] for k in keys]
     return out[cols].sort_values(CURVE_KEYS, ignore_index=True)
 
 

@@ -41,6 +41,7 @@ class FillerTokens(Intervention):
     """Filler tokens: the CoT replaced by " ..." repeated m times."""
 
     name = "filler_tokens"
+    headline = ("filler_accuracy",)
     scope = "traces"
 
     def __init__(self, settings: Any):

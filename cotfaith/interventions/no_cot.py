@@ -26,6 +26,7 @@ class NoCot(Intervention):
     """The answer without any reasoning (a control for every metric)."""
 
     name = "no_cot"
+    headline = ("changed_vs_no_cot",)
     scope = "question"
 
     async def run_question(self, ctx: RunContext, q: Question) -> None:

@@ -57,6 +57,7 @@ class Paraphrase(Intervention):
     """Paraphrasing: the first k steps reworded, the rest of the CoT regenerated."""
 
     name = "paraphrase"
+    headline = ("paraphrase_accuracy", "paraphrase_baseline_accuracy")
     scope = "trace"
     roles = (ROLE,)
     needs_continuation = True

@@ -34,6 +34,7 @@ class Truncation(Intervention):
     """Early answering: the CoT cut after k of its n steps, k = 0..n."""
 
     name = "truncation"
+    headline = ("aoc", "changed_at_k0", "aoc_given_changed")
     scope = "trace"
 
     async def run_trace(self, ctx: RunContext, trace: Trace) -> None:

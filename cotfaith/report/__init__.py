@@ -237,6 +237,31 @@ def _simulated_note(model: dict[str, Any], records: pd.DataFrame, summary: pd.Da
     return text + ("; ".join(parts) or "nothing to compare") + "."
 
 
+SHARED_HEADLINE = (
+    "model",
+    "task",
+    "method",
+    "intervention",
+    "n_questions",
+    "n_cots",
+    "accuracy_cot",
+    "accuracy_no_cot",
+    "chance_agreement",
+    "parse_failures",
+    "failed_calls",
+    "cost_usd",
+)
+
+
+def _headlines(records: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Each present intervention's own headline columns (the compact table's last column)."""
+    out = {}
+    for name in sorted(set(records["intervention"])):
+        cls = intervention_class(str(name))
+        out[str(name)] = tuple(getattr(cls, "headline", ())) if cls is not None else ()
+    return out
+
+
 def write_report(run_dir: Path, settings: ReportSettings | None = None) -> ReportPaths:
     """Write summary.csv, figures/*.png and report.html into `run_dir` from its records."""
     settings = settings or ReportSettings()
@@ -292,6 +317,8 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
             *(n for part in sections for n in part.notes),
         ],
         sections=sections,
+        compact_columns=SHARED_HEADLINE,
+        headlines=_headlines(records),
     )
     report_path = run_dir / "report.html"
     report_path.write_text(html_text, encoding="utf-8")

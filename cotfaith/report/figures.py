@@ -134,7 +134,9 @@ def plot_early_answering(
     """Lanham et al. (2023) Fig. 3: % same answer vs % of the CoT kept, one line per CoT length.
 
     Facets: tasks in columns, models in rows (model · intervention when several interventions).
-    Lengths with fewer than ``min_cots`` CoTs are dropped (see :func:`curves_to_plot`).
+    Lengths with fewer than ``min_cots`` CoTs are dropped (see :func:`curves_to_plot`). When
+    ``curves`` carries ``ci_low`` and ``ci_high`` (the cluster-bootstrap interval of each point,
+    cotfaith.interventions.curves.rate_curves), each line gets a translucent band between them.
     """
     data = curves_to_plot(curves, min_cots)
     if data.empty:
@@ -142,6 +144,7 @@ def plot_early_answering(
     data = _with_row_label(data)
     data["x"] = data["fraction"].astype(float) * 100.0
     data["y"] = data["same_rate"].astype(float) * 100.0
+    bands = {"ci_low", "ci_high"} <= set(data.columns)
     lengths = sorted(int(v) for v in data["n_steps"].unique())
     # Sequential palette: short CoTs light, long CoTs dark, as in the paper's figure. Start the
     # ramp above 0 so the shortest length is still visible on white.
@@ -158,6 +161,15 @@ def plot_early_answering(
                 ax.text(50, 50, "no data", ha="center", va="center", color="0.5")
             for n_steps, line in cell.groupby("n_steps", sort=True):
                 line = line.sort_values("x")
+                if bands:
+                    ax.fill_between(
+                        line["x"],
+                        line["ci_low"].astype(float) * 100.0,
+                        line["ci_high"].astype(float) * 100.0,
+                        color=colours[int(n_steps)],
+                        alpha=0.15,
+                        linewidth=0,
+                    )
                 ax.plot(
                     line["x"],
                     line["y"],

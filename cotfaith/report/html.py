@@ -94,13 +94,15 @@ GLOSSARY: dict[str, str] = {
 _CSS = """
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-  max-width: 1100px; margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }
+  max-width: 1220px; margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: 0.3em; }
 h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
 p.explain { background: #f6f8fa; border-left: 4px solid #8aa; padding: 0.6em 0.9em; }
 ul.notes { background: #fff8e1; border-left: 4px solid #e0a800; padding: 0.6em 0.9em 0.6em 2em; }
 .table-wrap { overflow-x: auto; }
+details { margin-top: 0.6em; }
+summary { cursor: pointer; color: #345; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
 th { background: #eef1f4; text-align: left; vertical-align: bottom; }
@@ -258,6 +260,63 @@ def _table_html(summary: pd.DataFrame) -> str:
     )
 
 
+def _cell(summary: pd.DataFrame, i: int, c: str) -> str:
+    """One value with its interval, if it has one: '0.183 [0.089, 0.276]'."""
+    value = _format_value(c, summary[c].iloc[i])
+    lo, hi = f"{c}{_CI_LOW}", f"{c}{_CI_HIGH}"
+    if value != NA and lo in summary and hi in summary:
+        ci = _format_ci(summary[lo].iloc[i], summary[hi].iloc[i])
+        if ci != NA:
+            value = f"{value} {ci}"
+    return value
+
+
+def _compact_html(
+    summary: pd.DataFrame, shown: list[str], headlines: Mapping[str, Sequence[str]]
+) -> str:
+    """Few columns, each estimate with its interval in one cell, and each intervention's own
+    headline numbers in one column; labels that are the same on every row (one model, one
+    task) said once above the table instead of in a column."""
+    constant = [c for c in ("model", "task", "method") if c in shown and summary[c].nunique() == 1]
+    cols = [c for c in shown if c not in constant]
+    head = [_header(c) for c in cols] + ["Its own metrics"]
+    body = []
+    for i in range(len(summary)):
+        cells = []
+        for c in cols:
+            text = _cell(summary, i, c)
+            cls = (
+                "na"
+                if text == NA
+                else ("" if c in ("model", "task", "method", "intervention") else "num")
+            )
+            cells.append(f'<td class="{cls}">{html.escape(text)}</td>')
+        iv = str(summary["intervention"].iloc[i]) if "intervention" in summary else ""
+        own = [
+            f"{_header(c)} {_cell(summary, i, c)}"
+            for c in headlines.get(iv, ())
+            if c in summary and _cell(summary, i, c) != NA
+        ]
+        cells.append(f"<td>{html.escape('; '.join(own)) or NA}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = "; ".join(f"{_header(c)}: {summary[c].iloc[0]}" for c in constant)
+    cap = f"<p>{html.escape(caption)}; 95% intervals in brackets</p>" if caption else ""
+    th = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in head)
+    return (
+        f'{cap}<div class="table-wrap"><table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n'
+        + "\n".join(body)
+        + "\n</tbody>\n</table></div>"
+    )
+
+
+def _base(column: str) -> str:
+    """A CI bound's metric (aoc_ci_low -> aoc), so a compact table keeps its intervals."""
+    for suffix in (_CI_LOW, _CI_HIGH):
+        if column.endswith(suffix):
+            return column[: -len(suffix)]
+    return column
+
+
 def _data_uri(path: Path) -> str:
     """Inline an image file as a base64 data: URI."""
     mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
@@ -310,6 +369,8 @@ def render_report(
     examples: Sequence[Mapping[str, str]] = (),
     notes: Sequence[str] = (),
     sections: Sequence[object] = (),
+    compact_columns: Sequence[str] = (),
+    headlines: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """Return a complete, self-contained HTML5 report as a string.
 
@@ -324,7 +385,18 @@ def render_report(
     if notes:
         items = "\n".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
         sections.append(f'<section><h2>Notes</h2>\n<ul class="notes">\n{items}\n</ul></section>')
-    sections.append(f"<section><h2>Summary</h2>\n{_table_html(summary)}</section>")
+    shown = [c for c in compact_columns if c in summary.columns]
+    if shown and len(shown) < len(summary.columns):
+        # a table that fits a 1280 px screen, then every column behind a click
+        compact = _compact_html(summary, shown, headlines or {})
+        full = _table_html(summary)
+        table = (
+            f"{compact}\n<details><summary>All {len(summary.columns)} columns "
+            f"(summary.csv)</summary>\n{full}</details>"
+        )
+    else:
+        table = _table_html(summary)
+    sections.append(f"<section><h2>Summary</h2>\n{table}</section>")
     for part in parts:
         # an intervention's own section: what it did, its figures (cotfaith.interventions)
         text = f'<p class="explain">{html.escape(part.explanation)}</p>' if part.explanation else ""
