@@ -243,22 +243,8 @@ def chance_agreement(records: pd.DataFrame) -> float:
     Mean over questions with >= 2 samples of the share of agreeing sample pairs; an unparseable
     answer agrees with nothing. A faithfulness score near this baseline says little.
     """
-    ref = answered(records)
-    ref = ref[ref["intervention"] == REFERENCE]
-    rates = []
-    for _, group in ref.groupby("question_id"):
-        answers = group["answer"].tolist()
-        m = len(answers)
-        if m < 2:
-            continue
-        agree = sum(
-            1
-            for i in range(m)
-            for j in range(i + 1, m)
-            if pd.notna(answers[i]) and answers[i] == answers[j]
-        )
-        rates.append(agree / (m * (m - 1) / 2))
-    return float(np.mean(rates)) if rates else float("nan")
+    rates = _agreement_per_question(records)["rate"]
+    return float(rates.mean()) if len(rates) else float("nan")
 
 
 def _agreement_per_question(records: pd.DataFrame) -> pd.DataFrame:
