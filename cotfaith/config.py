@@ -22,72 +22,6 @@ from cotfaith.continuation import ContinuationConfig
 
 # ----------------------------------------------------------------------------- models
 @dataclass
-class ApiModelConfig:
-    """Common keys of the HTTP backends. The key itself never sits in a config: only the
-    NAME of the environment variable that holds it."""
-
-    provider: str = MISSING
-    name: str = MISSING
-    base_url: str | None = None
-    api_key_env: str | None = None
-    temperature: float | None = None
-    """Overrides sampling.temperature for CoT sampling with this model (null: inherit)."""
-    top_p: float | None = None
-    """Overrides sampling.top_p for CoT sampling with this model (null: inherit)."""
-    max_tokens: int | None = None
-    """Overrides sampling.max_tokens for CoT sampling with this model (null: inherit)."""
-    omit_params: list[str] = field(default_factory=list)
-    """Sampling parameters never sent (e.g. top_p for Claude models that reject it with
-    temperature). Part of the cache key."""
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    timeout: float = 120.0
-    """Seconds before a call is abandoned and retried."""
-    retries: int = 8
-    retry_initial: float = 0.5
-    retry_max: float = 60.0
-
-
-@dataclass
-class OpenAIModelConfig(ApiModelConfig):
-    provider: str = "openai"
-    api_key_env: str | None = "OPENAI_API_KEY"
-    logprobs: str = "auto"
-    """auto (probe once) | true | false."""
-    continuation: str = "none"
-    """How a partial assistant turn is continued: none (CoT and answers by instruction) |
-    prefill (vLLM continue_final_message) | completion (raw /v1/completions with the chat
-    template) | auto (probe prefill, then completion, else none). Every mode is verified by a
-    probe before the run relies on it; an explicit mode the server does not honour fails.
-    Default none for OpenAI's API (it cannot continue a turn); conf/model/openai_compatible.yaml
-    sets auto, so a local server gets real continuation where it has one, and only then."""
-    chat_template: str = "auto"
-    """Template for continuation=completion. auto: the server's own (llama.cpp GET /props),
-    else local files named by model.name (a model folder, a .gguf file, the Hugging Face hub
-    cache), else the built-in ChatML (with a notice). Or give it: chatml, or a path to a
-    tokenizer_config.json, a .gguf model file or a Jinja template file. Its content is part
-    of the cache key."""
-    max_tokens_field: str = "auto"
-    """Request field for the output cap: auto (max_completion_tokens for OpenAI's own API, no
-    base_url or api.openai.com; max_tokens elsewhere: llama.cpp ignores the other) |
-    max_tokens | max_completion_tokens."""
-    send_seed: bool = True
-    """Send the sample index as `seed` (reproducible samples where the server honours it)."""
-
-
-@dataclass
-class AnthropicModelConfig(ApiModelConfig):
-    provider: str = "anthropic"
-    api_key_env: str | None = "ANTHROPIC_API_KEY"
-    prefill: str = "auto"
-    """auto | true | false. auto and true probe once that the model really continues a
-    prefilled turn; auto falls back to instruction + parse when it does not, true fails."""
-    omit_params: list[str] = field(default_factory=lambda: ["top_p"])
-
-
-# ----------------------------------------------------------------------------- the rest
-@dataclass
 class BudgetConfig:
     max_usd: float | None = None
     """Stop cleanly before a call could take spending past this (null: no limit)."""
@@ -186,6 +120,10 @@ class Config:
     resume: bool = False
     """Rebuild a run folder that already holds records (a killed or stopped run) from the cache;
     without it a run never writes into a folder that holds another run's records."""
+    retry_failed_at_end: bool = True
+    """After the run (not after a stop, the budget or Ctrl-C), run the questions with a failed
+    call once more: every call that succeeded is served from the cache, so only the failed
+    ones are sent again, and their new rows replace the question's old ones."""
     max_failed_share: float = 0.05
     """Exit with code 4 (and say so first in the report) when more than this share of the
     distinct model calls failed for good, or when any failed and no answer was read."""
@@ -195,7 +133,5 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     # schemas live in their own groups (schema/...) so `--help` lists only real options
-    cs.store(group="schema/model", name="openai", node=OpenAIModelConfig)
-    cs.store(group="schema/model", name="anthropic", node=AnthropicModelConfig)
     cs.store(group="schema/role", name="same", node=SameModelConfig)
     registry.store_schemas(cs)

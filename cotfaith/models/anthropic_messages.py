@@ -14,17 +14,33 @@ the newest accept no sampling parameters at all (`omit_params: [temperature, top
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cotfaith.errors import ConfigError
 from cotfaith.models.api import (
     CONTINUATION_PROBE,
     ApiModel,
+    ApiModelConfig,
     continuation_verdict,
     describe_verdict,
 )
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
 from cotfaith.models.retry import BadResponse
+from cotfaith.registry import register
+
+
+@dataclass
+class AnthropicModelConfig(ApiModelConfig):
+    provider: str = "anthropic"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    prefill: str = "auto"
+    """auto | true | false. auto and true probe once that the model really continues a
+    prefilled turn; auto falls back to instruction + parse when it does not, true fails."""
+    omit_params: list[str] = field(default_factory=lambda: ["top_p"])
+
+
+# ----------------------------------------------------------------------------- the rest
 
 
 class AnthropicMessages(ApiModel):
@@ -157,3 +173,9 @@ class AnthropicMessages(ApiModel):
         except Exception as e:  # noqa: BLE001
             raise self.preflight_error(e) from e
         return continuation_verdict(response)
+
+
+@register("backend", "anthropic", config=AnthropicModelConfig)
+def build_anthropic(cfg: Mapping[str, Any]) -> AnthropicMessages:
+    """Anthropic's messages API."""
+    return AnthropicMessages(cfg)

@@ -13,7 +13,10 @@ import math
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from omegaconf import MISSING
 
 from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models.base import Message, Model, ModelRequest, ModelResponse, ProbeStore
@@ -29,6 +32,35 @@ from cotfaith.models.retry import (
 from cotfaith.pricing import estimate_tokens
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiModelConfig:
+    """Common keys of the HTTP backends. The key itself never sits in a config: only the
+    NAME of the environment variable that holds it."""
+
+    provider: str = MISSING
+    name: str = MISSING
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    """Overrides sampling.temperature for CoT sampling with this model (null: inherit)."""
+    top_p: float | None = None
+    """Overrides sampling.top_p for CoT sampling with this model (null: inherit)."""
+    max_tokens: int | None = None
+    """Overrides sampling.max_tokens for CoT sampling with this model (null: inherit)."""
+    omit_params: list[str] = field(default_factory=list)
+    """Sampling parameters never sent (e.g. top_p for Claude models that reject it with
+    temperature). Part of the cache key."""
+    concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout: float = 120.0
+    """Seconds before a call is abandoned and retried."""
+    retries: int = 8
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+
 
 try:  # the SDKs' aiohttp transport is much lighter per call than the default one
     import aiohttp  # noqa: F401

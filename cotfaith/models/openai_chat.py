@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +33,7 @@ from cotfaith.models import chat_template
 from cotfaith.models.api import (
     CONTINUATION_PROBE,
     ApiModel,
+    ApiModelConfig,
     continuation_verdict,
     describe_verdict,
     redact,
@@ -46,6 +48,7 @@ from cotfaith.models.base import (
 )
 from cotfaith.models.chat_template import ChatTemplate
 from cotfaith.models.retry import BadResponse
+from cotfaith.registry import register
 
 CONTINUATIONS = ("auto", "none", "prefill", "completion")
 MAX_TOKENS_FIELDS = ("auto", "max_tokens", "max_completion_tokens")
@@ -56,6 +59,33 @@ _LOGPROBS_PROBE = ModelRequest(
     max_tokens=1,
     top_logprobs=5,
 )
+
+
+@dataclass
+class OpenAIModelConfig(ApiModelConfig):
+    provider: str = "openai"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    logprobs: str = "auto"
+    """auto (probe once) | true | false."""
+    continuation: str = "none"
+    """How a partial assistant turn is continued: none (CoT and answers by instruction) |
+    prefill (vLLM continue_final_message) | completion (raw /v1/completions with the chat
+    template) | auto (probe prefill, then completion, else none). Every mode is verified by a
+    probe before the run relies on it; an explicit mode the server does not honour fails.
+    Default none for OpenAI's API (it cannot continue a turn); conf/model/openai_compatible.yaml
+    sets auto, so a local server gets real continuation where it has one, and only then."""
+    chat_template: str = "auto"
+    """Template for continuation=completion. auto: the server's own (llama.cpp GET /props),
+    else local files named by model.name (a model folder, a .gguf file, the Hugging Face hub
+    cache), else the built-in ChatML (with a notice). Or give it: chatml, or a path to a
+    tokenizer_config.json, a .gguf model file or a Jinja template file. Its content is part
+    of the cache key."""
+    max_tokens_field: str = "auto"
+    """Request field for the output cap: auto (max_completion_tokens for OpenAI's own API, no
+    base_url or api.openai.com; max_tokens elsewhere: llama.cpp ignores the other) |
+    max_tokens | max_completion_tokens."""
+    send_seed: bool = True
+    """Send the sample index as `seed` (reproducible samples where the server honours it)."""
 
 
 class OpenAIChat(ApiModel):
@@ -447,3 +477,15 @@ def _usage(u: dict[str, Any] | None) -> Usage:
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
     )
+
+
+@register("backend", "openai", config=OpenAIModelConfig)
+def build_openai(cfg: Mapping[str, Any]) -> OpenAIChat:
+    """OpenAI's chat completions API."""
+    return OpenAIChat(cfg, provider="openai")
+
+
+@register("backend", "openai_compatible")  # same schema (schema/model/openai)
+def build_openai_compatible(cfg: Mapping[str, Any]) -> OpenAIChat:
+    """Any OpenAI-compatible server: vLLM, llama.cpp, Ollama, hosted ones."""
+    return OpenAIChat(cfg, provider="openai_compatible")
