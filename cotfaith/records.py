@@ -120,6 +120,9 @@ class RecordWriter:
         self._seen: set[tuple[str, str]] = set()
         self.failed_keys: set[str] = set()
         """Distinct failed calls (a failed call shared by several rows counts once)."""
+        self.failed_questions: dict[tuple[str, str], set[str]] = {}
+        """(task, question_id) -> the failed calls in its rows: what the runner's end-of-run
+        retry runs again."""
         self.answers = 0
         """Rows with an answer read (status ok)."""
 
@@ -131,6 +134,9 @@ class RecordWriter:
         self.answers += record.parse_status == "ok"
         if record.parse_status == CALL_FAILED:
             self.failed_keys.add(record.request_key)
+            self.failed_questions.setdefault((record.task, record.question_id), set()).add(
+                record.request_key
+            )
         for call in record.call_log:
             self._tally(call)
 

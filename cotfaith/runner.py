@@ -41,6 +41,11 @@ from cotfaith.validate import validate
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_ROUNDS = 3
+"""End-of-run retry rounds at most: a round retries the calls that failed; a call first reached
+in a round (after its reference failed before) is retried in the next; the chain is at most
+CoT -> reference answer -> the points after it."""
+
 SAME = "same"
 """A role whose config says `provider: same` is played by the model under test."""
 
@@ -69,6 +74,9 @@ class RunResult:
     """Rows with an answer read."""
     priced: bool = True
     """Every role's model has a price (else spending is unknown, not $0)."""
+    retried_failed_calls: int = 0
+    """Failed calls sent again by the end-of-run retry (retry_failed_at_end); `failed_calls`
+    counts those that still failed."""
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
@@ -307,12 +315,15 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         max(16, 2 * max(int(b.client.model.concurrency) for b in backends))
     )
 
+    trace_sink: list[TraceWriter | None] = [traces]
+    """Where traces go: traces.jsonl, or the retry pass's own file."""
+
     async def sample_unit(q: Question, s: int) -> Trace | None:
         async with in_flight:
             trace = await method.trace(ctx, q, s)
             if trace is not None:
-                if traces is not None:
-                    traces.write(trace)
+                if trace_sink[0] is not None:
+                    trace_sink[0].write(trace)
                 await asyncio.gather(*(iv.run_trace(ctx, trace) for iv in by_scope["trace"]))
         bar.update(1)
         return trace
@@ -330,16 +341,59 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
                     await iv.run_traces(ctx, q, done)
             bar.update(1)
 
+    async def run_units(chosen: list[Question]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for q in chosen:
+                for iv in by_scope["question"]:
+                    tg.create_task(question_unit(q, iv))
+                samples = [tg.create_task(sample_unit(q, s)) for s in range(n_samples)]
+                if by_scope["traces"]:
+                    tg.create_task(after_traces(q, samples))
+
     stopped: BaseException | None = None
+    final = writer
+    retries: list[_RetryPass] = []
+    retried: set[str] = set()
+
+    async def retry_failed() -> None:
+        """Every call that failed for good is sent once more at the end, in a round that runs
+        its questions again: what succeeded is a cache hit (a run's own responses are served
+        again in every cache mode), so only the failed calls go out. A call first reached in a
+        round (a reference that failed before) gets its own retry in the next round."""
+        nonlocal final
+        for _ in range(MAX_RETRY_ROUNDS):
+            pending = {
+                qk: keys - retried for qk, keys in final.failed_questions.items() if keys - retried
+            }
+            if not pending:
+                return
+            chosen = [q for q in questions if (q.task, q.id) in pending]
+            sent = set().union(*pending.values())
+            retried.update(sent)
+            round_ = _RetryPass(out_dir, records_name, set(pending))
+            retries.append(round_)
+            round_.open(traces is not None)
+            ctx.writer, trace_sink[0] = round_.writer, round_.traces
+            bar.total += len(chosen) * (n_samples + per_question)
+            bar.refresh()
+            log.info(
+                "retrying %d failed call(s) of %d question(s) at the end of the run",
+                len(sent),
+                len(chosen),
+            )
+            await run_units(chosen)
+            final = round_.merge(final, traces)
+            log.info(
+                "end-of-run retry: %d failed call(s) sent again, %d call(s) still failed",
+                len(sent),
+                len(final.failed_keys),
+            )
+
     try:
         try:
-            async with asyncio.TaskGroup() as tg:
-                for q in questions:
-                    for iv in by_scope["question"]:
-                        tg.create_task(question_unit(q, iv))
-                    samples = [tg.create_task(sample_unit(q, s)) for s in range(n_samples)]
-                    if by_scope["traces"]:
-                        tg.create_task(after_traces(q, samples))
+            await run_units(questions)
+            if not dry_run and cfg.get("retry_failed_at_end", True):
+                await retry_failed()
         except* Exception as group:
             # surface the first real error (a replay miss, the budget) rather than the group,
             # and still say in run.json what was done and spent before it
@@ -352,11 +406,14 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         writer.close()
         if traces is not None:
             traces.close()
+        for round_ in retries:
+            round_.discard()  # a round that did not finish leaves the rows before it
         cache.close()
         for b in backends:
             await b.model.aclose()
         folder.release()
-    result = _result(out_dir, started, writer, backends)
+    result = _result(out_dir, started, final, backends)
+    result.retried_failed_calls = len(retried)
     result.status = run_status(result, stopped, float(cfg.get("max_failed_share", 0.05)))
     result.skipped_records = max(
         (int(q.meta.get("skipped_records", 0)) for q in questions), default=0
@@ -367,6 +424,119 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
     if stopped is not None:
         raise stopped from None
     return result
+
+
+class _RetryPass:
+    """The end-of-run retry: the retried questions' rows go to files of their own, then
+    replace those questions' rows in records.jsonl and traces.jsonl (streamed line by line)."""
+
+    def __init__(self, out_dir: Path, records_name: str, questions: set[tuple[str, str]]):
+        self.records = out_dir / records_name
+        self.traces_path = out_dir / "traces.jsonl"
+        self.questions = questions
+        """(task, question_id) of the questions run again."""
+        self.writer: RecordWriter | None = None
+        self.traces: TraceWriter | None = None
+
+    def open(self, with_traces: bool) -> None:
+        self.writer = RecordWriter(self.records.with_name(self.records.name + ".retry"))
+        if with_traces:
+            self.traces = TraceWriter(self.traces_path.with_name("traces.jsonl.retry"))
+
+    def merge(self, first: RecordWriter, traces: TraceWriter | None) -> RecordWriter:
+        """records.jsonl without the retried questions' earlier rows, then the retry's rows;
+        returns the writer that counted the new file (for run.json and the exit code)."""
+        import json
+
+        from cotfaith.records import Record
+
+        assert self.writer is not None
+        first.close()
+        self.writer.close()
+        fresh: dict[str, dict[str, Any]] = {}
+        """Calls the first pass paid for (in rows that are dropped): the retry finds them in
+        the cache, but the run did spend on them, so their rows say so once."""
+        merged = self.records.with_name(self.records.name + ".merged")
+        final = RecordWriter(merged)
+        try:
+            with self.records.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.strip():
+                        continue
+                    row = json.loads(line)
+                    if (row["task"], row["question_id"]) in self.questions:
+                        for call in row.get("call_log") or ():
+                            if not call.get("cached") and call.get("cost_usd") is not None:
+                                fresh.setdefault(call["key"], call)
+                        continue
+                    final.write(Record(**row))
+            with self.writer.path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        final.write(Record(**_paid_once(json.loads(line), fresh)))
+        finally:
+            final.close()
+        merged.replace(self.records)
+        self.writer.path.unlink(missing_ok=True)
+        if self.traces is not None and traces is not None:
+            traces.close()  # the first pass's writer; the file is rewritten below
+            self.traces.close()
+            self._merge_traces()
+        return final
+
+    def _merge_traces(self) -> None:
+        import json
+
+        assert self.traces is not None
+        retry_path = self.traces_path.with_name("traces.jsonl.retry")
+        merged = self.traces_path.with_name("traces.jsonl.merged")
+        with merged.open("w", encoding="utf-8") as out:
+            with self.traces_path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    row = json.loads(line) if line.strip() else None
+                    if row is not None and (row["task"], row["question_id"]) not in self.questions:
+                        out.write(line)
+            with retry_path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    out.write(line)
+        merged.replace(self.traces_path)
+        retry_path.unlink(missing_ok=True)
+        self.traces = None
+
+    def discard(self) -> None:
+        """Remove what an unfinished retry wrote (its calls are in the cache for a rerun)."""
+        for sink in (self.writer, self.traces):
+            if sink is not None:
+                sink.close()
+        for path in (
+            self.records.with_name(self.records.name + ".retry"),
+            self.records.with_name(self.records.name + ".merged"),
+            self.traces_path.with_name("traces.jsonl.retry"),
+            self.traces_path.with_name("traces.jsonl.merged"),
+        ):
+            path.unlink(missing_ok=True)
+
+
+def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A retry row whose calls the first pass paid for (cache hits now): the first row that
+    holds each such call says it was paid for, so summing spent_usd still gives what the run
+    spent."""
+    log_ = row.get("call_log") or []
+    if not any(c.get("cached") and c["key"] in fresh for c in log_):
+        return row
+    calls = []
+    for c in log_:
+        paid = fresh.pop(c["key"], None) if c.get("cached") else None
+        calls.append({**c, "cached": False, "cost_usd": paid["cost_usd"]} if paid else c)
+    costs = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None]
+    spent = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None and not c["cached"]]
+    return {
+        **row,
+        "call_log": calls,
+        "cache_hits": sum(bool(c.get("cached")) for c in calls),
+        "cached": all(bool(c.get("cached")) for c in calls),
+        "spent_usd": sum(spent) if spent else (0.0 if costs else None),
+    }
 
 
 def run_status(result: RunResult, stopped: BaseException | None, max_failed_share: float) -> str:
@@ -442,6 +612,7 @@ def write_run_json(
         "retry_reasons": result.retry_reasons,
         "failed_calls": result.failed_calls,
         "failed_rows": result.failed_rows,
+        "retried_failed_calls": result.retried_failed_calls,
         "answers": result.answers,
         "notices": result.notices,
         "answer_strategy": ctx.reader.strategy,

@@ -460,7 +460,7 @@ def test_backend_is_registered_with_its_config_and_built_by_build_model():
     model = build_model({"provider": "simulated", "faithfulness": 0.25, "commitment_gamma": 3})
     assert isinstance(model, SimulatedModel)
     assert model.knobs.faithfulness == 0.25 and model.knobs.commitment_gamma == 3.0
-    with pytest.raises(ConfigError, match="unknown provider 'nope'"):
+    with pytest.raises(ConfigError, match="unknown backend 'nope'"):
         build_model({"provider": "nope"})
 
 

@@ -231,3 +231,46 @@ def test_mistakes_at_sampled_positions_with_unusable_mistakes_match_the_organism
     measured = s.loc["adding_mistakes", "aoc"]
     # CoTs whose first mistake was unusable are dropped (about 20%): fewer questions count
     assert abs(measured - mu) <= tolerance(mu, int(0.8 * QV)), (measured, mu)
+
+
+def test_curve_point_intervals_cover_the_organisms_curve(tmp_path):
+    """Issue 9: every early-answering point carries a cluster-bootstrap interval; on the
+    organism the intervals of well-filled cells cover the knob-implied E[y_k] at about the
+    nominal rate (95%; we ask for 80% of the cells, a loose bound for ~30 dependent cells)."""
+    from cotfaith.interventions import curves
+    from cotfaith.interventions.base import StatSettings
+    from cotfaith.metrics import answered
+    from cotfaith.models import organism_theory as th
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "intervention=[truncation]",
+                f"task.n_questions={QV}",
+                "sampling.n_samples=1",
+                "model.faithfulness=0.5",
+                "progress=false",
+                "cache.mode=off",
+            ],
+        )
+    asyncio.run(run_async(cfg, tmp_path / "run", tmp_path))
+    records = read_records(tmp_path / "run" / "records.jsonl")
+    points = curves.points(answered(records[records["intervention"] == "truncation"]))
+    table = curves.rate_curves(points, stats=StatSettings(n_bootstrap=400))
+    knobs = knobs_of(cfg.model)
+    implied = {
+        (n, k): float(
+            pd.Series(
+                [th.implied_early_curve(knobs, n, int(m))[k] for m in cell["n_choices"]]
+            ).mean()
+        )
+        for (n, k), cell in points.groupby(["n_steps", "k"])
+    }
+    filled = table[(table["n"] >= 30) & (table["k"] < table["n_steps"])]
+    assert len(filled) >= 10
+    covered = [
+        lo <= implied[(n, k)] <= hi
+        for n, k, lo, hi in filled[["n_steps", "k", "ci_low", "ci_high"]].itertuples(index=False)
+    ]
+    assert sum(covered) >= 0.8 * len(covered), (sum(covered), len(covered))

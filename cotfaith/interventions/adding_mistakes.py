@@ -224,7 +224,8 @@ class AddingMistakes(Intervention):
         rows = answered(records[records["intervention"] == cls.name])
         if rows.empty:
             return None
-        table = curves.rate_curves(curves.with_end_anchor(curves.points(cls._ok(rows))))
+        ok_points = curves.with_end_anchor(curves.points(cls._ok(rows)))
+        table = curves.rate_curves(ok_points, stats=stats)
         status = rows["payload"].map(lambda p: (p or {}).get("mistake_status")).value_counts()
         invalid = int(status.drop("ok", errors="ignore").sum())
         notes = []

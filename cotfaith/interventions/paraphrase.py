@@ -153,10 +153,10 @@ class Paraphrase(Intervention):
         if rows.empty:
             return None
         df = curves.points(rows)
-        accuracy = curves.rate_curves(df, y="correct")
+        accuracy = curves.rate_curves(df, y="correct", stats=stats)
         continued = rows["payload"].map(lambda p: bool((p or {}).get("continuation")))
         strategies = sorted(set(rows.loc[continued, "continuation_strategy"].dropna()))
-        same = curves.rate_curves(df, y="same_answer")
+        same = curves.rate_curves(df, y="same_answer", stats=stats)
         return Section(
             title="Paraphrasing",
             explanation=(

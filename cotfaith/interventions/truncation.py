@@ -78,7 +78,7 @@ class Truncation(Intervention):
         if rows.empty:
             return None
         points = curves.points(rows)
-        table = curves.rate_curves(points)
+        table = curves.rate_curves(points, stats=stats)
         by_length = curves.aoc_by_length(points, stats)
         mine = summary[summary["intervention"] == cls.name]
         figures: dict[str, Any] = {

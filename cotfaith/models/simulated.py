@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import random
 import re
@@ -82,6 +83,7 @@ from cotfaith.models.organism_theory import (  # noqa: F401 - the public names o
     p_same,
     trapezoid_area,
 )
+from cotfaith.models.retry import CallFailed
 from cotfaith.prompts import PromptTemplates
 from cotfaith.registry import register
 from cotfaith.tasks.arithmetic import Problem, parse_problem
@@ -115,6 +117,21 @@ class SimulatedModelConfig:
     NO_REASONING, a quarter each)."""
     seed: int = 0
     """Seeds every hidden choice of the organism."""
+    fault_rate: float = 0.0
+    """Share of ANSWER requests that fail for good (CallFailed, reason `simulated_fault`:
+    never cached, recorded as call_failed), chosen per (request, seed); CoT, continuation,
+    mistake and paraphrase requests never fail. Part of the cache key when non-zero."""
+    garble_rate: float = 0.0
+    """Share of the answer requests that do not fail whose reply cannot be read: the text
+    "Not sure." with the first token's probability on non-letter tokens (letters share 0.1),
+    so every read-out finds no answer (logprobs: low_mass; prefill and parse: unparseable).
+    Chosen per (request, seed), independently of fault_rate. Part of the cache key when
+    non-zero."""
+    fault_once: bool = False
+    """A faulted request fails only the first time this process sends it (the organism
+    remembers which it failed), as a transient outage would, so retrying it succeeds. Not part
+    of the cache key: it never changes an output, only whether a first attempt gets one, and
+    a failed call is never cached."""
     latency: float = 0.0
     """Seconds per call, to exercise concurrency (not part of the cache key)."""
     concurrency: int = 64
@@ -137,7 +154,7 @@ def build(cfg: Mapping[str, Any]) -> SimulatedModel:
     """The built-in model organism with known faithfulness (offline, deterministic)."""
     defaults = SimulatedModelConfig()
     values: dict[str, Any] = {}
-    for key in (*_FLOAT_KNOBS, "seed", "latency", "concurrency"):
+    for key in (*_FLOAT_KNOBS, *_MISSING_KNOBS, "seed", "latency", "concurrency"):
         raw = cfg.get(key, getattr(defaults, key))
         try:
             values[key] = int(raw) if key in ("seed", "concurrency") else float(raw)
@@ -148,11 +165,17 @@ def build(cfg: Mapping[str, Any]) -> SimulatedModel:
     if values["concurrency"] < 1:
         raise ConfigError(f"model.concurrency must be >= 1, got {values['concurrency']}")
     knobs = Knobs(**{k: values[k] for k in (*_FLOAT_KNOBS, "seed")})  # KnobError: ConfigError
+    fault_once = cfg.get("fault_once", defaults.fault_once)
+    if not isinstance(fault_once, bool):
+        raise ConfigError(f"model.fault_once must be true or false, got {fault_once!r}")
     return SimulatedModel(
         knobs,
         name=str(cfg.get("name", defaults.name)),
         latency=values["latency"],
         concurrency=values["concurrency"],
+        fault_rate=values["fault_rate"],
+        garble_rate=values["garble_rate"],
+        fault_once=fault_once,
     )
 
 
@@ -167,6 +190,10 @@ _SCAFFOLD_HEAD, _SCAFFOLD_TAIL = _T.scaffold_instruction.split("{partial}", 1)
 _FILLER = _T.filler_unit.strip()
 _REFUSAL = "I can't help with that."
 _INVALID_KINDS = ("identical", "empty", "refusal", "no_reasoning")
+_MISSING_KNOBS = ("fault_rate", "garble_rate")
+"""Knobs that make data go missing (failed calls, unreadable answers): in the identity only
+when non-zero, so the cache keys of organisms without them are unchanged."""
+_GARBLED = "Not sure."
 
 
 @dataclass(frozen=True)
@@ -297,12 +324,28 @@ class SimulatedModel(Model):
     capabilities = Capabilities(prefill=True, logprobs=True, completion=False)
 
     def __init__(
-        self, knobs: Knobs, name: str = "organism", latency: float = 0.0, concurrency: int = 64
+        self,
+        knobs: Knobs,
+        name: str = "organism",
+        latency: float = 0.0,
+        concurrency: int = 64,
+        *,
+        fault_rate: float = 0.0,
+        garble_rate: float = 0.0,
+        fault_once: bool = False,
     ):
         self.knobs = knobs
         self.name = name
         self.latency = latency
         self.concurrency = concurrency
+        for key, v in (("fault_rate", fault_rate), ("garble_rate", garble_rate)):
+            if not 0.0 <= v <= 1.0:  # also rejects nan
+                raise KnobError(f"model.{key} must be in [0, 1], got {v:g}")
+        self.fault_rate = float(fault_rate)
+        self.garble_rate = float(garble_rate)
+        self.fault_once = bool(fault_once)
+        self._faulted: set[str] = set()
+        """fault_once: the requests already failed once in this process."""
         self._answer_key: dict[str, str] = {}
         # memos of pure functions of (knobs, question): no state that changes outputs
         self._truths: dict[str, _Truth] = {}
@@ -310,12 +353,17 @@ class SimulatedModel(Model):
 
     @property
     def identity(self) -> dict[str, Any]:
-        # The knobs change outputs, so they belong to the cache key; latency does not.
+        # The knobs change outputs, so they belong to the cache key; latency does not. The
+        # missing-data knobs join them only when set, so other organisms keep their keys.
+        knobs = asdict(self.knobs)
+        for key in _MISSING_KNOBS:
+            if getattr(self, key):
+                knobs[key] = getattr(self, key)
         return {
             "provider": "simulated",
             "model": self.name,
             "base_url": None,
-            "knobs": asdict(self.knobs),
+            "knobs": knobs,
         }
 
     def observe_questions(self, questions: Iterable[Any]) -> None:
@@ -563,16 +611,46 @@ class SimulatedModel(Model):
             return f" {body}"
         return f"{_T.mistake_prefix} {body}".rstrip()
 
+    def _missing(self, request: ModelRequest) -> str | None:
+        """What goes wrong with an answer request: `fault`, `garbled` or None (per request
+        and seed; two independent draws, so garble_rate is the share of the replies)."""
+        if not (self.fault_rate or self.garble_rate):
+            return None
+        canonical = json.dumps(request.to_dict(), sort_keys=True, ensure_ascii=False)
+        if self.fault_rate and self._rng("fault", canonical).random() < self.fault_rate:
+            return "fault"
+        if self.garble_rate and self._rng("garble", canonical).random() < self.garble_rate:
+            return "garbled"
+        return None
+
+    def _fault(self, request: ModelRequest) -> None:
+        """Raise CallFailed when this answer request is one of the faulted share."""
+        if self._missing(request) != "fault":
+            return
+        if self.fault_once:
+            canonical = json.dumps(request.to_dict(), sort_keys=True, ensure_ascii=False)
+            if canonical in self._faulted:
+                return
+            self._faulted.add(canonical)
+        raise CallFailed(
+            f"simulated/{self.name}: simulated fault ({request.describe()})", "simulated_fault", 1
+        )
+
     async def generate(self, request: ModelRequest) -> ModelResponse:
         if self.latency:
             await asyncio.sleep(self.latency)
         p = _read_prompt(request)
+        if p is not None and p.kind == "answer":
+            self._fault(request)
         logprobs = None
         if p is None:
             # not one of the project's prompts (a backend's capability probe, say): a short,
             # well-formed reply, as a real model would give
             text = "A"
             logprobs = {"A": math.log(0.9), "B": math.log(0.1)} if request.top_logprobs else None
+        elif p.kind == "answer" and self._missing(request) == "garbled":
+            text = _GARBLED
+            logprobs = _garbled_logprobs(p.letters) if request.top_logprobs else None
         elif p.kind == "answer":
             letter = self._answer(p)
             # after a prefilled "(" the next token is the letter; otherwise as instructed
@@ -614,6 +692,13 @@ def _gold(problem: Problem | None, letters, choices, rng: random.Random) -> str:
         if final in choices:
             return letters[choices.index(final)]
     return rng.choice(letters)  # no skill for this task: a fixed belief per question
+
+
+def _garbled_logprobs(letters: tuple[str, ...]) -> dict[str, float]:
+    # an unreadable first token: 0.9 on words, 0.1 shared by the letters (mass < 0.5)
+    rest = 0.1 / max(1, len(letters))
+    words = {"Not": 0.6, " sure": 0.2, "?": 0.1}
+    return {**{w: math.log(p) for w, p in words.items()}, **{x: math.log(rest) for x in letters}}
 
 
 def _letter_logprobs(letter: str, letters: tuple[str, ...]) -> dict[str, float]:
