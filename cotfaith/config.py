@@ -116,7 +116,9 @@ class Config:
     dry_run: bool = False
     """Count calls and estimate tokens and cost of this configuration without calling a model."""
     progress: bool = True
-    """Show a progress bar (it goes to stderr; logs say the same in coarser steps)."""
+    """Show a progress bar (stderr) with calls, cache hits, retries, failures and money."""
+    progress_every: float = 10.0
+    """Without a bar (progress=false): log a progress line every this many seconds (0: never)."""
     resume: bool = False
     """Rebuild a run folder that already holds records (a killed or stopped run) from the cache;
     without it a run never writes into a folder that holds another run's records."""

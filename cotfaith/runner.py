@@ -310,6 +310,32 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         mininterval=0.5,
         dynamic_ncols=True,
     )
+
+    def progress_text() -> str:
+        """Calls made, cache hits, retries, failed calls and money: on the bar, and in the
+        periodic log line of a run without a bar."""
+        clients = [b.client for b in backends if b.client is not None]
+        calls = sum(c.stats.calls for c in clients)
+        hits = sum(c.stats.cache_hits for c in clients)
+        retried = sum(
+            getattr(getattr(b.model, "retry_stats", None), "retries", 0) for b in backends
+        )
+        spent = budget.spent
+        return (
+            f"calls {calls}, cached {hits}, retries {retried}, "
+            f"failed {len(ctx.writer.failed_keys)}, spent ${spent:.4f}"
+        )
+
+    def advance() -> None:
+        bar.update(1)
+        bar.set_postfix_str(progress_text(), refresh=False)
+
+    async def heartbeat(every: float) -> None:
+        # without a bar (progress=false, a cluster job's log) a long run still says it is alive
+        while True:
+            await asyncio.sleep(every)
+            log.info("progress: %d/%d units; %s", bar.n, bar.total, progress_text())
+
     # bounds the units in flight, so memory stays flat however large the task
     in_flight = asyncio.Semaphore(
         max(16, 2 * max(int(b.client.model.concurrency) for b in backends))
@@ -325,13 +351,13 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
                 if trace_sink[0] is not None:
                     trace_sink[0].write(trace)
                 await asyncio.gather(*(iv.run_trace(ctx, trace) for iv in by_scope["trace"]))
-        bar.update(1)
+        advance()
         return trace
 
     async def question_unit(q: Question, iv: Intervention) -> None:
         async with in_flight:
             await iv.run_question(ctx, q)
-        bar.update(1)
+        advance()
 
     async def after_traces(q: Question, samples: list[asyncio.Task]) -> None:
         done = [t for t in await asyncio.gather(*samples) if t is not None]
@@ -339,7 +365,7 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
             async with in_flight:
                 if done:
                     await iv.run_traces(ctx, q, done)
-            bar.update(1)
+            advance()
 
     async def run_units(chosen: list[Question]) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -389,6 +415,11 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
                 len(final.failed_keys),
             )
 
+    beat = (
+        asyncio.get_running_loop().create_task(heartbeat(float(cfg.get("progress_every", 10))))
+        if not cfg.progress and float(cfg.get("progress_every", 10)) > 0
+        else None
+    )
     try:
         try:
             await run_units(questions)
@@ -402,6 +433,8 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         # Ctrl-C: asyncio.run cancels us; say in run.json what was kept, then let it go on
         stopped = KeyboardInterrupt("interrupted (Ctrl-C)")
     finally:
+        if beat is not None:
+            beat.cancel()
         bar.close()
         writer.close()
         if traces is not None:

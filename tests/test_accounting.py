@@ -119,3 +119,23 @@ def test_a_cot_cut_off_by_max_tokens_is_flagged(tmp_path):
     assert row["cot_cut_off"] is True
     summary = summarize(read_records(tmp_path / "records.jsonl"), n_boot=10)
     assert summary["cut_off_cots"].iloc[0] == 1
+
+
+def test_progress_says_calls_hits_failures_and_money(tmp_path):
+    """The bar carries the counts; without a bar a long run still logs a line now and then."""
+    bar = run_cli(
+        tmp_path, "progress=true", "task.n_questions=3", "sampling.n_samples=1", "hydra.run.dir=a"
+    )
+    assert "calls " in bar.stderr and "cached " in bar.stderr and "spent $" in bar.stderr
+    quiet = run_cli(
+        tmp_path,
+        "task.n_questions=8",
+        "sampling.n_samples=1",
+        "model.latency=0.05",
+        "model.concurrency=2",
+        "progress_every=0.2",
+        "cache.path=quiet.sqlite",
+        "hydra.run.dir=b",
+    )
+    lines = [x for x in (quiet.stdout + quiet.stderr).splitlines() if "progress:" in x]
+    assert lines and "failed 0" in lines[-1]
