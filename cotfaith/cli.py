@@ -126,7 +126,8 @@ def run(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     launch_dir = Path(hc.runtime.cwd)
     try:
-        result = asyncio.run(run_async(cfg, out_dir, launch_dir))
+        overrides = [str(o) for o in hc.overrides.task]
+        result = asyncio.run(run_async(cfg, out_dir, launch_dir, overrides))
     except BudgetExceeded:
         if _has_records(out_dir):
             log.info("budget reached: report of the finished records: %s", _report(cfg, out_dir))

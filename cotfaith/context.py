@@ -121,6 +121,8 @@ class RunContext:
     """How a partial CoT is carried on (prefill | completion | scaffold); None: not possible."""
     roles: dict[str, Role] = field(default_factory=dict)
     method: str = "cot"
+    overrides: str = ""
+    """The job's command-line overrides (a sweep's swept values), stored in every record."""
 
     @property
     def backend_key(self) -> str:
@@ -264,6 +266,7 @@ class RunContext:
             model=self.model_name,
             provider=self.provider,
             backend_key=self.backend_key,
+            overrides=self.overrides,
             method=self.method,
             subtask=q.subtask,
             gold=q.answer,

@@ -346,6 +346,13 @@ def _distinct_totals(records: pd.DataFrame, seen: set[str]) -> dict[str, float]:
     return out
 
 
+def _first(rows: pd.DataFrame, column: str) -> Any:
+    """A value that is the same on every row of a run (its overrides), if the rows have it."""
+    if column not in rows or rows[column].isna().all():
+        return ""
+    return rows[column].dropna().iloc[0]
+
+
 def _distinct_failed(rows: pd.DataFrame, seen: set[Any]) -> int:
     """Failed calls, counted as distinct calls (a failed call shared by rows counts once, in
     the first summary row), as run.json counts them."""
@@ -397,6 +404,7 @@ def summarize(
             "model": model,
             "task": task,
             "method": method,
+            "overrides": _first(g_all, "overrides"),
             "n_questions": g["question_id"].nunique(),
             "n_cots": len(ref),
             **ratio_columns("accuracy_cot", ref, "correct", stats),

@@ -180,7 +180,7 @@ def run(
     before = holder.cfg
     holder.set_config(cfg)  # as under `cotfaith`: components may ask for the job's folder
     try:
-        _run_coroutine(run_async(job_cfg, out, base))
+        _run_coroutine(run_async(job_cfg, out, base, lines))
     finally:
         holder.cfg = before
     if report:

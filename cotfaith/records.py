@@ -46,6 +46,8 @@ class Record:
     correct: bool
     method: str = "cot"
     """The reasoning method that produced the trace (cot; later decompositions)."""
+    overrides: str = ""
+    """The job's command-line overrides (in a sweep: which job the row belongs to)."""
     backend_key: str = ""
     """Short hash of the model under test's identity (provider, model, base URL, settings that
     change outputs): two runs of one model name on different backends never pool."""

@@ -183,7 +183,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
+async def run_async(
+    cfg: Any, out_dir: Path, launch_dir: Path, overrides: list[str] | None = None
+) -> RunResult:
+    """Run one experiment; `overrides` (the job's command-line overrides) go into every
+    record, so rows of a sweep say which job they came from."""
     started = time.monotonic()
     validate(cfg)
     dry_run = bool(cfg.get("dry_run", False))
@@ -277,6 +281,7 @@ async def run_async(cfg: Any, out_dir: Path, launch_dir: Path) -> RunResult:
         continuation_strategy=continuation,
         roles=roles,
         method=method.name,
+        overrides=" ".join(overrides or ()),
     )
     by_scope: dict[str, list[Intervention]] = {"question": [], "trace": [], "traces": []}
     for iv in interventions:

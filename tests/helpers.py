@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 # fields that legitimately differ between a first run and a rerun from the cache
-VOLATILE = ("cached", "cache_hits", "spent_usd", "call_log", "retries")
+VOLATILE = ("cached", "cache_hits", "spent_usd", "call_log", "retries", "overrides")
 
 
 def run_cli(
