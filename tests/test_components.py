@@ -105,8 +105,14 @@ def test_a_new_intervention_is_one_module_plus_one_yaml(plugin):
     html = (cwd / "run" / "report.html").read_text()
     assert "First step only" in html and "First step figure" in html
     # a typo in the plugin's own key fails naming it, as for built-in components
-    bad = run_cli(cwd, search, "intervention=[first_step]", "intervention.first_step.lable=x",
-                  env=env, check=False)
+    bad = run_cli(
+        cwd,
+        search,
+        "intervention=[first_step]",
+        "intervention.first_step.lable=x",
+        env=env,
+        check=False,
+    )
     assert bad.returncode != 0 and "lable" in bad.stderr
 
 
