@@ -207,6 +207,15 @@ def load_templates(path: str | Path | None) -> PromptTemplates:
         raise ConfigError(
             f"{path}: unknown template key(s) {unknown}; known keys are {sorted(known)}"
         )
+    from cotfaith.validate import looks_like_key
+
+    leaked = sorted(k for k, v in data.items() if looks_like_key(str(v)))
+    if leaked:
+        # a template is sent to the model and stored in the cache and records: never a key
+        raise ConfigError(
+            f"{path}: template(s) {leaked} hold what looks like an API key; keys belong in an "
+            "environment variable named by model.api_key_env, never in a prompt"
+        )
     templates = replace(base, **{k: str(v) for k, v in data.items()})
     _check_placeholders(templates, path)
     return templates

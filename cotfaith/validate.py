@@ -45,7 +45,8 @@ _URL_SECRET = re.compile(
 )
 
 
-def _looks_like_key(text: str) -> bool:
+def looks_like_key(text: str) -> bool:
+    """A provider key, a Bearer token or a credential in a URL, somewhere in `text`."""
     for m in _KEY_TOKEN.finditer(text):
         tail = m.group("tail")
         if sum(c.isdigit() for c in tail) >= 2 and sum(c.isalpha() for c in tail) >= 8:
@@ -59,7 +60,7 @@ def credential_error(overrides: list[str]) -> str | None:
         key, sep, value = raw.lstrip("+~").partition("=")
         last = key.rsplit(".", 1)[-1].lower()
         if last == "api_key_env":
-            if _looks_like_key(value):
+            if looks_like_key(value):
                 return (
                     f"{key}: takes the NAME of an environment variable, not the key itself; "
                     "export the key (e.g. export OPENAI_API_KEY=...) and pass its name"
@@ -70,7 +71,7 @@ def credential_error(overrides: list[str]) -> str | None:
             or last.endswith(("_token", "_api_key", "_secret", "_password"))
             or (last == "key" and key.split(".")[0] in _ROLES)
         )
-        if (sep and named) or _looks_like_key(value if sep else raw):
+        if (sep and named) or looks_like_key(value if sep else raw):
             return (
                 f"{key or 'an argument'}: looks like a credential; cotfaith never takes keys on "
                 "the command line (they would be written to .hydra/). Export it in an "

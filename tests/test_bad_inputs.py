@@ -178,6 +178,7 @@ PROMPT_FILES = [
     ("placeholder.yaml", b'question: "Question: {question}"\n', "placeholders"),
     ("mistake.yaml", b'mistake_turn: "{question}"\n', "placeholders"),
     ("missing.yaml", None, "does not exist"),
+    ("key.yaml", b'cot_prefix: "Use key sk-proj-abc123def456ghi789jkl0 and think:"\n', "API key"),
 ]
 
 
@@ -325,3 +326,37 @@ def test_a_failed_job_does_not_stop_the_sweep_but_the_exit_code_says_so(tmp_path
     assert proc.returncode == 2
     assert (tmp_path / "sweep" / "1" / "records.jsonl").is_file()  # the next job still ran
     assert "1 job(s) of the sweep failed" in proc.stderr and "faithfulness" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_records_writes_the_report_and_says_how_to_resume(tmp_path):
+    import json
+    import signal
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "cotfaith",
+        "progress=false",
+        "task.n_questions=40",
+        "sampling.n_samples=2",
+        "model.latency=0.05",
+        "model.concurrency=2",
+        "hydra.run.dir=out",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    records = tmp_path / "out" / "records.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (records.exists() and records.stat().st_size > 2000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err.strip().splitlines()[-1] and "resume" in err
+    kept = [line for line in records.read_text().splitlines() if line]
+    assert kept and all(json.loads(line) for line in kept)  # every kept row is whole
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "interrupted"
