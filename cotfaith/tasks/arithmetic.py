@@ -37,6 +37,15 @@ class ArithmeticTaskConfig:
     """Fewest answer choices."""
     max_choices: int = 5
     """Most answer choices."""
+    # Keys every file task has, accepted (and unused: nothing is read or downloaded) so that a
+    # sweep across tasks, which Hydra first composes with the default task, can set them once:
+    #   cotfaith -m task=aqua,logiqa task.data_dir=/data
+    data_dir: str | None = None
+    """Unused (arithmetic is generated): the download folder of the file tasks."""
+    url: str | None = None
+    """Unused (arithmetic is generated): the mirror of the file tasks."""
+    on_bad_record: str = "error"
+    """Unused (arithmetic is generated): what file tasks do with a malformed record."""
 
 
 @register("task", "arithmetic", config=ArithmeticTaskConfig)
