@@ -51,6 +51,20 @@ def apply_rule(points: pd.DataFrame, rule: str) -> pd.DataFrame:
     return out
 
 
+def with_end_anchor(df: pd.DataFrame) -> pd.DataFrame:
+    """Each CoT's points with x = 1 (k = n_steps), y = same, in place of any point there: an
+    intervention after the whole CoT changes nothing (adding mistakes), so the curve ends
+    where early answering's does."""
+    if df.empty:
+        return df
+    ends = df.drop_duplicates(["question_id", "sample", "n_steps"]).copy()
+    ends["k"] = ends["n_steps"]
+    ends["same_answer"] = True
+    if "correct" in ends and "original_answer" in ends and "gold" in ends:
+        ends["correct"] = ends["original_answer"] == ends["gold"]
+    return pd.concat([df[df["k"] < df["n_steps"]], ends], ignore_index=True)
+
+
 def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataFrame, int]:
     """One row per CoT (question_id, sample, n_steps): a, changed0, a_max; and how many CoTs
     were left out for lacking an endpoint."""
@@ -60,10 +74,7 @@ def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataF
     df = points[["question_id", "sample", "n_steps", "k", "same_answer"]].copy()
     df["sample"] = df["sample"].fillna(-1).astype(int)
     if anchor_end:
-        ends = df.drop_duplicates(["question_id", "sample", "n_steps"]).copy()
-        ends["k"] = ends["n_steps"]
-        ends["same_answer"] = True
-        df = pd.concat([df[df["k"] < df["n_steps"]], ends], ignore_index=True)
+        df = with_end_anchor(df)
     df = df.drop_duplicates(["question_id", "sample", "n_steps", "k"])
     df = _fill_interior(df)
     # consecutive rows of one CoT in k order: the trapezoid below walks neighbours

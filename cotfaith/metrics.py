@@ -104,10 +104,6 @@ def label_runs(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _cot_key(df: pd.DataFrame) -> pd.Series:
-    return df["question_id"].astype(str) + "#" + df["sample"].astype("Int64").astype(str)
-
-
 def answered(records: pd.DataFrame) -> pd.DataFrame:
     """Rows whose model call succeeded (a failed call says nothing about the model)."""
     return records[records["parse_status"] != CALL_FAILED]
@@ -218,25 +214,6 @@ def aoc_with_ci(
     return cols["aoc"], cols["aoc_ci_low"], cols["aoc_ci_high"]
 
 
-def aoc_ci(
-    df: pd.DataFrame, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """(AOC, CI low, CI high) of curve rows (question_id, n_steps, k, same_answer), with x =
-    k / n_steps; the CI resamples questions (clusters) with replacement."""
-    if df.empty:
-        return (float("nan"),) * 3
-    n_q = df["question_id"].nunique()
-    point = float(_aoc_matrix(df, np.ones((1, n_q)))[0])
-    if n_q < 2 or n_boot < 1:
-        return point, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_q, np.full(n_q, 1.0 / n_q), size=n_boot).astype(float)
-    boots = _aoc_matrix(df, draws)
-    alpha = (1 - ci) / 2
-    lo, hi = np.nanquantile(boots, [alpha, 1 - alpha])
-    return point, float(lo), float(hi)
-
-
 def chance_agreement(records: pd.DataFrame) -> float:
     """How often two independent CoT samples of one question give the same answer.
 
@@ -290,13 +267,9 @@ def call_totals(records: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _mean(s: pd.Series) -> float:
-    return float(s.astype(float).mean()) if len(s) else float("nan")
-
-
 def mean(s: pd.Series) -> float:
     """Mean of a boolean or numeric column (NaN when empty)."""
-    return _mean(s)
+    return float(s.astype(float).mean()) if len(s) else float("nan")
 
 
 def _role_columns(records: pd.DataFrame, seen: set[str]) -> dict[str, Any]:

@@ -218,6 +218,12 @@ async def run_async(
         if observe is not None:
             observe(questions)  # the organism's answer key for real benchmark questions
     cache = _open_cache(cfg, launch_dir, dry_run)
+
+    async def release_backends() -> None:
+        cache.close()
+        for b in backends:
+            await b.model.aclose()
+
     try:
         if not dry_run:
             for b in backends:
@@ -225,9 +231,7 @@ async def run_async(
         strategy = choose_strategy(str(cfg.answer.strategy), model.capabilities)
         continuation = choose_continuation(cfg.get("continuation") or {}, model, interventions)
     except BaseException:
-        cache.close()
-        for b in backends:
-            await b.model.aclose()
+        await release_backends()
         raise
     budget = Budget(max_usd, None)
     for b in backends:
@@ -240,9 +244,7 @@ async def run_async(
     try:
         folder = RunFolder(out_dir, resume=bool(cfg.get("resume", False)), records=records_name)
     except BaseException:
-        cache.close()
-        for b in backends:
-            await b.model.aclose()
+        await release_backends()
         raise
     writer = RecordWriter(out_dir / records_name)
     traces = None if dry_run else TraceWriter(out_dir / "traces.jsonl")
@@ -446,9 +448,7 @@ async def run_async(
             traces.close()
         for round_ in retries:
             round_.discard()  # a round that did not finish leaves the rows before it
-        cache.close()
-        for b in backends:
-            await b.model.aclose()
+        await release_backends()
         folder.release()
     result = _result(out_dir, started, final, backends)
     result.retried_failed_calls = len(retried)

@@ -4,13 +4,13 @@ one intervention as points (n_steps, k, y), per-length curves, AOC with a cluste
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from cotfaith.bootstrap import ratio_interval
+from cotfaith.curvestats import with_end_anchor
 from cotfaith.interventions.base import StatSettings
-from cotfaith.metrics import GROUP, aoc_ci, mean
+from cotfaith.metrics import GROUP, mean
 
 CURVE_KEYS = [*GROUP, "intervention", "n_steps", "k"]
 
@@ -21,18 +21,6 @@ def points(rows: pd.DataFrame) -> pd.DataFrame:
     if "method" not in df:
         df = df.assign(method="cot")
     return df.astype({"n_steps": int, "k": int, "same_answer": bool})
-
-
-def with_end_anchor(df: pd.DataFrame) -> pd.DataFrame:
-    """Add the point x = 1 (k = n_steps), y = same, for every CoT: an intervention after the
-    whole CoT changes nothing, so the curve ends where early answering's does."""
-    if df.empty:
-        return df
-    cots = df.drop_duplicates(["question_id", "sample"]).copy()
-    cots["k"] = cots["n_steps"]
-    cots["same_answer"] = True
-    cots["correct"] = cots["original_answer"] == cots["gold"]
-    return pd.concat([df, cots], ignore_index=True)
 
 
 CURVE_BOOTSTRAP = 400
@@ -78,11 +66,6 @@ def rate_curves(
     return out[cols].sort_values(CURVE_KEYS, ignore_index=True)
 
 
-def aoc_columns(df: pd.DataFrame, stats: StatSettings) -> dict[str, Any]:
-    aoc, lo, hi = aoc_ci(df, n_boot=stats.n_bootstrap, ci=stats.ci, seed=stats.seed)
-    return {"aoc": aoc, "aoc_ci_low": lo, "aoc_ci_high": hi}
-
-
 def aoc_by_length(points: pd.DataFrame, stats: StatSettings) -> pd.DataFrame:
     """AOC per task x CoT length, with the CoTs behind each; thin lengths flagged."""
     from cotfaith.curvestats import apply_rule, per_cot
@@ -118,4 +101,4 @@ def curve_figure(
     )
 
 
-__all__ = ["aoc_columns", "curve_figure", "mean", "no_reference", "points", "rate_curves"]
+__all__ = ["curve_figure", "mean", "no_reference", "points", "rate_curves", "with_end_anchor"]
