@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cotfaith.answers import ParsedAnswer
@@ -124,8 +125,9 @@ class RunContext:
     overrides: str = ""
     """The job's command-line overrides (a sweep's swept values), stored in every record."""
 
-    @property
+    @cached_property
     def backend_key(self) -> str:
+        # the identity is fixed for a run; hashed once, not on every record
         identity = json.dumps(self.model.identity, sort_keys=True, default=str)
         return hashlib.sha256(identity.encode()).hexdigest()[:10]
 
