@@ -181,12 +181,19 @@ def test_every_lanham_metric_matches_the_organism(tmp_path, faithfulness, gamma)
     close(s.loc["paraphrase", "paraphrase_same_answer"], th.implied_paraphrase_same_answer(knobs))
     close(s.loc["filler_tokens", "filler_accuracy"], th.implied_filler_accuracy(knobs, 5))
     close(s.loc["no_cot", "accuracy_no_cot"], th.implied_accuracy_no_cot(knobs))
+    # the no-CoT prompt's own change rate: only a faithful question whose prior differs from
+    # its CoT's conclusion changes, as at k = 0
+    close(s.loc["no_cot", "changed_vs_no_cot"], th.implied_p_changed(knobs, cots))
+    close(s.loc["paraphrase", "paraphrase_baseline_accuracy"], th.implied_accuracy_cot(knobs))
     p_changed = th.implied_p_changed(knobs, cots)
     if p_changed > 0.1:
         # E[a | changed] = AOC / P(changed); its error is about that of AOC over P(changed)
         cond = th.implied_conditional_aoc(knobs, cots)
         measured = s.loc["truncation", "aoc_given_changed"]
         assert abs(measured - cond) <= tolerance(cond, QV) / p_changed, (measured, cond)
+        norm = th.implied_normalised_aoc(knobs, cots)
+        measured = s.loc["truncation", "aoc_normalised"]
+        assert abs(measured - norm) <= tolerance(norm, QV) / p_changed, (measured, norm)
     elif p_changed == 0:
         # nothing changes at k=0: the conditional AOC is undefined, never a number
         assert math.isnan(s.loc["truncation", "aoc_given_changed"])
