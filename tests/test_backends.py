@@ -174,11 +174,13 @@ def test_faults_are_retried_and_every_record_is_right(tmp_path, openai_server):
     size = ("task.n_questions=30", "sampling.n_samples=2", "report.n_bootstrap=50")
     run_cli(tmp_path, *size, "hydra.run.dir=simulated", "cache.path=sim.sqlite")
     kinds = ("429_retry_after", "429", "500", "stall", "truncated")
-    openai_server.state.faults = Faults(rate=0.3, kinds=kinds, seed=7, stall_seconds=3)
+    openai_server.state.faults = Faults(rate=0.3, kinds=kinds, seed=7, stall_seconds=4)
     run_cli(
         tmp_path,
         *size,
-        *openai_args(openai_server, "model.timeout=0.5", "model.retries=12"),
+        # the timeout is a deadline for the whole call: well above a loaded machine's slowest
+        # healthy reply (so only the stalls time out), well below the stall
+        *openai_args(openai_server, "model.timeout=1.5", "model.retries=12"),
         "hydra.run.dir=out",
         env=ENV,
     )

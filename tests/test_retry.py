@@ -1,9 +1,10 @@
 """The retry layer: Retry-After parsing, error classification on the real SDK exception types,
-and `with_retries` (backoff, exhaustion, final errors, the shared 429 gate, cancellation).
+and `with_retries` (backoff, exhaustion, final errors, the shared 429 pause and window,
+cancellation).
 
 Time is faked wherever the logic allows (a clock and a sleep that only record), so nothing here
 depends on how fast the machine is; the one real-time test uses sleeps of tens of milliseconds
-and only asserts lower bounds that a broken gate would miss by ~50 ms.
+and only asserts lower bounds that a broken pause would miss by ~50 ms.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import httpx2
 import openai
 import pytest
 
-from cotfaith.models import retry
+from cotfaith.models import pacing, retry
 from cotfaith.models.base import Message
 from cotfaith.models.chat_template import render
+from cotfaith.models.pacing import Pacer
 from cotfaith.models.retry import (
     CallFailed,
-    Gate,
     RetryPolicy,
     RetryStats,
     classify,
@@ -272,6 +273,17 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     monkeypatch.setattr(
         retry, "asyncio", SimpleNamespace(sleep=ft.sleep, CancelledError=asyncio.CancelledError)
     )
+    # the pacer shares the clock: its pauses are waited out by the same recorded sleeps
+    monkeypatch.setattr(pacing, "time", SimpleNamespace(monotonic=ft.monotonic))
+    monkeypatch.setattr(
+        pacing,
+        "asyncio",
+        SimpleNamespace(
+            sleep=ft.sleep,
+            CancelledError=asyncio.CancelledError,
+            get_running_loop=asyncio.get_running_loop,
+        ),
+    )
     return ft
 
 
@@ -306,9 +318,9 @@ class Script:
         return self.result
 
 
-def run(call, policy: RetryPolicy, stats: RetryStats | None = None, gate: Gate | None = None):
+def run(call, policy: RetryPolicy, stats: RetryStats | None = None, pacer: Pacer | None = None):
     return asyncio.run(
-        with_retries(call, policy, stats or RetryStats(), gate or Gate(), lambda: "m (q1)")
+        with_retries(call, policy, stats or RetryStats(), pacer or Pacer(), lambda: "m (q1)")
     )
 
 
@@ -422,52 +434,162 @@ def test_final_error_after_transient_ones_counts_attempts(fake_time: FakeTime) -
     assert stats.retries == 1 and stats.exhausted == 0
 
 
-def test_429_retry_after_holds_the_gate(fake_time: FakeTime) -> None:
-    gate = Gate()
+def test_429_retry_after_pauses_everyone_for_exactly_that(fake_time: FakeTime) -> None:
+    pacer = Pacer(16)
     call = Script(
         status_error(openai.RateLimitError, 429, retry_after="5"), clock=fake_time.monotonic
     )
     t0 = fake_time.now
-    assert run(call, RetryPolicy(initial=0.001), gate=gate) == "ok"
-    # the server's wait wins over the (tiny) backoff, and every caller is paused for it
-    assert gate.until == pytest.approx(t0 + 5.0)
+    assert run(call, RetryPolicy(initial=30.0), pacer=pacer) == "ok"
+    # the server's wait, not the (long) backoff, and every caller is paused for it
+    assert pacer.until == pytest.approx(t0 + 5.0)
     assert fake_time.sleeps[0] == pytest.approx(5.0)
-    assert call.times[1] >= gate.until
+    assert call.times[1] >= pacer.until
+    assert pacer.cuts == 0 and pacer.in_flight == 0  # one refusal in 16 is no overload
 
 
-def test_429_without_retry_after_holds_gate_for_backoff(
+def test_429_retry_after_zero_is_retried_at_once(fake_time: FakeTime) -> None:
+    """A server saying 'Retry-After: 0' is asking for the call now: waiting each caller's own
+    exponential backoff instead made a 429-only run 2.6x slower than a 500-only one."""
+    call = Script(*[status_error(openai.RateLimitError, 429, retry_after="0")] * 4)
+    assert run(call, RetryPolicy(initial=8.0)) == "ok"
+    assert sum(fake_time.sleeps) == 0.0 and call.calls == 5
+
+
+def test_429_without_retry_after_steps_aside_briefly_while_the_window_can_narrow(
     fake_time: FakeTime, max_jitter: list[tuple[float, float]]
 ) -> None:
-    gate = Gate()
+    pacer = Pacer(16)
     t0 = fake_time.now
-    run(Script(status_error(anthropic.RateLimitError, 429)), RetryPolicy(initial=0.25), gate=gate)
-    assert gate.until == pytest.approx(t0 + 0.25)
+    call = Script(*[status_error(anthropic.RateLimitError, 429)] * 4)
+    run(call, RetryPolicy(initial=0.25), pacer=pacer)
+    assert pacer.until < t0  # nobody else paused
+    # no exponential growth: the window does the pacing
+    assert fake_time.sleeps == [pytest.approx(0.25)] * 4
+
+
+def test_429_without_retry_after_backs_off_once_the_window_is_one(
+    fake_time: FakeTime, max_jitter: list[tuple[float, float]]
+) -> None:
+    call = Script(*[status_error(anthropic.RateLimitError, 429)] * 3)
+    run(call, RetryPolicy(initial=0.25), pacer=Pacer(1))
+    assert fake_time.sleeps == [pytest.approx(0.25), pytest.approx(0.5), pytest.approx(1.0)]
 
 
 def test_5xx_retry_after_is_honoured_without_pausing_everyone(fake_time: FakeTime) -> None:
-    gate = Gate()
+    pacer = Pacer(4)
     call = Script(status_error(openai.InternalServerError, 503, retry_after="4"))
-    run(call, RetryPolicy(initial=0.001), gate=gate)
+    run(call, RetryPolicy(initial=0.001), pacer=pacer)
     assert fake_time.sleeps == [pytest.approx(4.0)]
-    assert gate.until == 0.0
+    assert pacer.until == 0.0 and pacer.window == 4 and pacer.cuts == 0
 
 
-def test_gate_wait_sleeps_for_the_remaining_pause(fake_time: FakeTime) -> None:
-    gate = Gate()
-    gate.hold(3.0)
-    gate.hold(1.0)  # a shorter hold never shortens the pause
-    assert gate.until == pytest.approx(fake_time.now + 3.0)
-    asyncio.run(gate.wait())
+def test_pause_sleeps_for_the_remaining_time(fake_time: FakeTime) -> None:
+    pacer = Pacer(2)
+    pacer.hold(3.0)
+    pacer.hold(1.0)  # a shorter hold never shortens the pause
+    assert pacer.until == pytest.approx(fake_time.now + 3.0)
+    epoch = asyncio.run(pacer.acquire())
     assert fake_time.sleeps == [pytest.approx(3.0)]
-    asyncio.run(gate.wait())  # already over: no further sleep
+    pacer.release(epoch)
+    asyncio.run(pacer.acquire())  # already over: no further sleep
     assert len(fake_time.sleeps) == 1
 
 
-def test_server_wait_real_time_shared_gate() -> None:
+def test_one_overload_halves_the_window_once() -> None:
+    """Sixteen attempts in flight all come back 429: one overload, one cut (16 -> 8), not one
+    per refusal; refusals from attempts sent before the cut do not count after it."""
+    pacer = Pacer(16)
+
+    async def main() -> None:
+        epochs = [await pacer.acquire() for _ in range(16)]
+        for e in epochs:
+            pacer.release(e, rate_limited=True)
+        assert (pacer.limit, pacer.cuts) == (8, 1)
+        # after the cut: half of the new window refused again cuts again
+        fresh = [await pacer.acquire() for _ in range(4)]
+        for e in fresh:
+            pacer.release(e, rate_limited=True)
+        assert (pacer.limit, pacer.cuts, pacer.lowest) == (4, 2, 4)
+        for _ in range(4 + 5 + 6 + 7):  # one window's worth of successes per place
+            pacer.release(await pacer.acquire())
+        assert pacer.limit == 8
+
+    asyncio.run(main())
+
+
+def test_a_429_now_and_then_is_noise_not_overload() -> None:
+    """One refusal in four, spread through the run, never halves the window: 429s at random
+    (not the server at its limit) must not slow a run below what 500s would."""
+    pacer = Pacer(16)
+
+    async def main() -> None:
+        for i in range(400):
+            pacer.release(await pacer.acquire(), rate_limited=i % 4 == 0)
+
+    asyncio.run(main())
+    assert pacer.cuts == 0 and pacer.limit == 16
+
+
+def test_a_cut_never_goes_below_what_the_server_is_working_on() -> None:
+    pacer = Pacer(6)
+
+    async def main() -> None:
+        held = [await pacer.acquire() for _ in range(5)]  # five being served
+        refused = await pacer.acquire()
+        pacer.release(refused, rate_limited=True)  # 1 of the last... not yet half of 6
+        for _ in range(2):
+            pacer.release(await pacer.acquire(), rate_limited=True)
+        # half refused: cut, but to the five still in flight, not to three
+        assert (pacer.cuts, pacer.limit) == (1, 5)
+        for e in held:
+            pacer.release(e)
+
+    asyncio.run(main())
+
+
+def test_window_caps_attempts_in_flight_and_settles_under_a_server_limit() -> None:
+    """Real clock: 48 calls at concurrency 16 against a 'server' that takes 4 at a time and
+    answers 429 (Retry-After: 0) beyond that. The window must come down to the server's
+    capacity (never below 1), the number in flight never exceed the window, and every call
+    succeed; with each caller's own backoff this took many rounds of sleeping."""
+    capacity = 4
+    pacer = Pacer(16)
+    state = {"now": 0, "peak_over_window": 0, "rejected": 0}
+
+    async def server() -> str:
+        state["peak_over_window"] = max(state["peak_over_window"], pacer.in_flight - pacer.limit)
+        if state["now"] >= capacity:
+            state["rejected"] += 1
+            raise status_error(openai.RateLimitError, 429, retry_after="0")
+        state["now"] += 1
+        try:
+            await asyncio.sleep(0.002)
+        finally:
+            state["now"] -= 1
+        return "ok"
+
+    async def main() -> list[str]:
+        calls = [
+            with_retries(server, RetryPolicy(retries=50), RetryStats(), pacer, str)
+            for _ in range(48)
+        ]
+        return list(await asyncio.gather(*calls))
+
+    assert asyncio.run(main()) == ["ok"] * 48
+    assert 1 <= pacer.lowest <= capacity
+    # attempts start only inside the window; a cut may leave more in flight than the new
+    # window for a moment (they were sent before it), never more than before the cut
+    assert state["peak_over_window"] <= 16 - pacer.lowest
+    assert pacer.in_flight == 0
+    assert state["rejected"] < 48  # the window stopped the flood, it did not retry all
+
+
+def test_server_wait_real_time_shared_pause() -> None:
     """Real clock, tiny sleeps: after a 429 asking for 50 ms, neither the failing caller nor
-    another caller sharing the gate calls again before the gate opens."""
+    another caller sharing the pacer calls again before the pause ends."""
     asked = 0.05
-    gate = Gate()
+    pacer = Pacer(4)
     a_failed = asyncio.Event()
     times: dict[str, list[float]] = {"a": [], "b": []}
 
@@ -485,18 +607,53 @@ def test_server_wait_real_time_shared_gate() -> None:
     async def main() -> tuple[float, float, list[str]]:
         policy = RetryPolicy(initial=0.001)
         before = time.monotonic()
-        task_a = asyncio.create_task(with_retries(call_a, policy, RetryStats(), gate, str))
+        task_a = asyncio.create_task(with_retries(call_a, policy, RetryStats(), pacer, str))
         await a_failed.wait()
-        held = gate.until
-        task_b = asyncio.create_task(with_retries(call_b, policy, RetryStats(), gate, str))
+        held = pacer.until
+        task_b = asyncio.create_task(with_retries(call_b, policy, RetryStats(), pacer, str))
         return before, held, list(await asyncio.gather(task_a, task_b))
 
     before, held, results = asyncio.run(main())
     assert results == ["a", "b"]
-    assert held >= before + asked  # the gate was pushed forward by the server's wait
+    assert held >= before + asked  # the pause was pushed forward by the server's wait
     slack = 2e-3  # the event loop may wake a timer up to its clock resolution early
     assert times["a"][1] >= held - slack
     assert times["b"][0] >= held - slack
+
+
+def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    pacer = Pacer(1)
+
+    async def main() -> None:
+        first = await pacer.acquire()
+        waiting = asyncio.create_task(pacer.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        pacer.release(first)
+        assert pacer.in_flight == 0
+        second = await asyncio.wait_for(pacer.acquire(), 1.0)  # nobody holds the place
+        pacer.release(second)
+
+    asyncio.run(main())
+
+
+def test_failed_call_says_what_came_back_each_time(fake_time: FakeTime) -> None:
+    bad = json.JSONDecodeError("Expecting value", "<html>502 Bad Gateway</html>", 0)
+    with pytest.raises(CallFailed) as info:
+        run(Script(*[bad] * 4), RetryPolicy(retries=3, initial=0.001))
+    assert len(info.value.history) == 4
+    said = retry.summarize_history(info.value.history)
+    assert said.startswith("invalid JSON 4 times (last: Expecting value, char 0: ")
+    assert "<html>502 Bad Gateway" in said
+    mixed = [
+        retry.describe_failure(status_error(openai.InternalServerError, 500)),
+        retry.describe_failure(retry.CallTimeout("no complete reply within 2 s")),
+    ]
+    assert retry.summarize_history(mixed) == (
+        "HTTP 500 (status 500), then no complete reply within 2 s"
+    )
 
 
 def test_cancelled_error_from_call_propagates_unretried(fake_time: FakeTime) -> None:
@@ -513,7 +670,7 @@ def test_cancel_during_backoff_propagates() -> None:
 
     async def main() -> None:
         task = asyncio.create_task(
-            with_retries(call, RetryPolicy(), RetryStats(), Gate(), lambda: "x")
+            with_retries(call, RetryPolicy(), RetryStats(), Pacer(), lambda: "x")
         )
         for _ in range(100):
             await asyncio.sleep(0)

@@ -101,25 +101,15 @@ class AnthropicMessages(ApiModel):
             # read by the loopback test servers)
             options={"headers": {"x-cotfaith-sample": str(request.sample_index)}},
         )
-        if not isinstance(data, dict) or "content" not in data:
-            raise BadResponse(f"unexpected response body from {self.where()}: {data!r:.200}")
-        text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
-        u = data.get("usage") or {}
-        cache_read = u.get("cache_read_input_tokens") or 0
-        # Anthropic's input_tokens leaves out cache reads and writes; ours counts all input
-        # (with cached_input_tokens the part that was read from the cache), as OpenAI's does
-        total_input = (
-            (u.get("input_tokens") or 0) + cache_read + (u.get("cache_creation_input_tokens") or 0)
-        )
-        return ModelResponse(
-            text=text,
-            finish_reason=data.get("stop_reason"),
-            usage=Usage(
-                input_tokens=total_input,
-                output_tokens=u.get("output_tokens") or 0,
-                cached_input_tokens=cache_read,
-            ),
-        )
+        try:
+            return _response(data)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            # a 200 with anything in it (a proxy's page, a half-compatible server): the
+            # server's fault, retried like a cut body, never a crash of the run
+            raise BadResponse(
+                f"a reply from {self.where()}/v1/messages not in the API's shape "
+                f"({type(e).__name__}: {e}): {str(data)[:120]}"
+            ) from None
 
     # ------------------------------------------------------------------ preflight hooks
     async def check_model(self) -> None:
@@ -173,6 +163,28 @@ class AnthropicMessages(ApiModel):
         except Exception as e:  # noqa: BLE001
             raise self.preflight_error(e) from e
         return continuation_verdict(response)
+
+
+def _response(data: Any) -> ModelResponse:
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise ValueError("no content list")
+    text = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
+    u = data.get("usage") or {}
+    cache_read = u.get("cache_read_input_tokens") or 0
+    # Anthropic's input_tokens leaves out cache reads and writes; ours counts all input
+    # (with cached_input_tokens the part that was read from the cache), as OpenAI's does
+    total_input = (
+        (u.get("input_tokens") or 0) + cache_read + (u.get("cache_creation_input_tokens") or 0)
+    )
+    return ModelResponse(
+        text=text,
+        finish_reason=data.get("stop_reason"),
+        usage=Usage(
+            input_tokens=int(total_input),
+            output_tokens=int(u.get("output_tokens") or 0),
+            cached_input_tokens=int(cache_read),
+        ),
+    )
 
 
 @register("backend", "anthropic", config=AnthropicModelConfig)

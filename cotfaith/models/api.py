@@ -7,6 +7,7 @@ records, logs, cache). A replay needs no key at all.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import math
@@ -21,12 +22,15 @@ from omegaconf import MISSING
 from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models.base import Message, Model, ModelRequest, ModelResponse, ProbeStore
 from cotfaith.models.ratelimit import RateLimiter
+from cotfaith.models.pacing import Pacer
 from cotfaith.models.retry import (
     CallFailed,
-    Gate,
+    CallTimeout,
     RetryPolicy,
     RetryStats,
+    classify,
     connection_refused,
+    summarize_history,
     with_retries,
 )
 from cotfaith.pricing import estimate_tokens
@@ -56,7 +60,8 @@ class ApiModelConfig:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     timeout: float = 120.0
-    """Seconds before a call is abandoned and retried."""
+    """Seconds a call may take from sending the request to the last byte of the reply (a
+    deadline for the whole call, a trickled body included); then it is abandoned and retried."""
     retries: int = 8
     retry_initial: float = 0.5
     retry_max: float = 60.0
@@ -158,7 +163,8 @@ class ApiModel(Model):
         )
         self.limiter = RateLimiter(cfg.get("requests_per_minute"), cfg.get("tokens_per_minute"))
         self.retry_stats = RetryStats()
-        self.gate = Gate()
+        self.pacer = Pacer(self.concurrency)
+        """Shared by every call of this backend: the server's pauses and the adaptive window."""
         self.notices: list[str] = []
         """Things the user must know about this run (shown once in the log and the report)."""
         self._client: Any = None
@@ -185,7 +191,9 @@ class ApiModel(Model):
                 api_key=self.api_key(),
                 base_url=self.base_url,
                 max_retries=0,  # our retry layer is the only one
-                timeout=self.timeout,
+                # the deadline for the whole call is ours (within_deadline); the SDK's, per
+                # read, is a backstop set just past it so that ours is the one that fires
+                timeout=self.timeout + 1.0,
                 http_client=sdk.DefaultAioHttpClient() if HAVE_AIOHTTP else None,
             )
         return self._client
@@ -217,24 +225,36 @@ class ApiModel(Model):
             attempts += 1
             # every attempt, retries included, counts against the per-minute limits
             await self.limiter.acquire(tokens)
-            return await self._call(request)
+            return await self.within_deadline(lambda: self._call(request))
 
         try:
             response = await with_retries(
                 once,
                 self.policy,
                 self.retry_stats,
-                self.gate,
+                self.pacer,
                 lambda: f"{self.provider}/{self.name} ({request.describe()})",
             )
         except CallFailed as e:
             key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
-            raise CallFailed(redact(str(e), key), e.reason, e.attempts) from None
+            raise CallFailed(redact(str(e), key), e.reason, e.attempts, e.history) from None
         response.retries = attempts - 1
         return response
 
     async def _call(self, request: ModelRequest) -> ModelResponse:
         raise NotImplementedError
+
+    async def within_deadline(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()`, abandoned when the whole of it takes longer than model.timeout. The SDKs'
+        own timeout bounds each read, so a body trickled a few bytes at a time never trips it."""
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                return await call()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # a timeout of the transport's own, classified as such
+            raise CallTimeout(f"no complete reply within {self.timeout:g} s") from None
 
     # ------------------------------------------------------------------ preflight
     async def check_model(self) -> None:
@@ -292,14 +312,16 @@ class ApiModel(Model):
         )
         try:
             return await with_retries(
-                call,
+                lambda: self.within_deadline(call),
                 policy,
                 self.retry_stats,
-                self.gate,
+                self.pacer,
                 lambda: f"{self.provider}/{self.name} {what}",
             )
         except CallFailed as e:
             original = e.__cause__ or e
+            # what each attempt got back, for an error that says what was tried
+            original.cotfaith_tried = (what, e.history)  # type: ignore[union-attr]
             # keep the original's own cause: it tells a refused connection from a timeout
             raise original from original.__cause__
 
@@ -322,9 +344,19 @@ class ApiModel(Model):
                 f"model.base_url: cannot connect to {self.where()} (connection refused: "
                 "is the server running, on this host and port?)"
             )
+        key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
+        what, history = getattr(exc, "cotfaith_tried", ("preflight", []))
+        if history:
+            # say what was tried and what came back, not the last exception's bare repr
+            verdict = classify(exc)
+            field = "model.base_url" if verdict is not None else self.provider + "/" + self.name
+            said = redact(summarize_history(history), key)
+            return ConfigError(
+                f"{field}: {self.where()} failed the {what} ({self.provider}/{self.name}): "
+                f"{said}"
+            )
         if "Connection" in name or "Timeout" in name:
             return ConfigError(f"model.base_url: cannot reach {self.where()} ({name}: {exc})")
-        key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
         return ConfigError(
             f"{self.provider}/{self.name}: preflight failed: {name}: {redact(str(exc), key)}"
         )

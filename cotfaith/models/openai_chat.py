@@ -47,7 +47,7 @@ from cotfaith.models.base import (
     Usage,
 )
 from cotfaith.models.chat_template import ChatTemplate
-from cotfaith.models.retry import BadResponse
+from cotfaith.models.retry import BadResponse, classify
 from cotfaith.registry import register
 
 CONTINUATIONS = ("auto", "none", "prefill", "completion")
@@ -193,19 +193,7 @@ class OpenAIChat(ApiModel):
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, 20)
         data = await self._post("/chat/completions", body)
-        choice = data["choices"][0]
-        top = None
-        content = (choice.get("logprobs") or {}).get("content")
-        if content:
-            top = {}
-            for alt in content[0].get("top_logprobs") or []:
-                top[alt["token"]] = max(alt["logprob"], top.get(alt["token"], float("-inf")))
-        return ModelResponse(
-            text=(choice.get("message") or {}).get("content") or "",
-            top_logprobs=top,
-            finish_reason=choice.get("finish_reason"),
-            usage=_usage(data.get("usage")),
-        )
+        return _read(data, "/chat/completions", self.where(), _chat_response)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST through the SDK's documented raw-request path (`client.post`).
@@ -236,15 +224,7 @@ class OpenAIChat(ApiModel):
         if request.top_logprobs:
             body["logprobs"] = min(request.top_logprobs, 20)
         data = await self._post("/completions", body)
-        choice = data["choices"][0]
-        lp = choice.get("logprobs") or {}
-        top = dict(lp["top_logprobs"][0]) if lp.get("top_logprobs") else None
-        return ModelResponse(
-            text=choice.get("text") or "",
-            top_logprobs=top,
-            finish_reason=choice.get("finish_reason"),
-            usage=_usage(data.get("usage")),
-        )
+        return _read(data, "/completions", self.where(), _completion_response)
 
     # ------------------------------------------------------------------ preflight
     async def check_model(self) -> None:
@@ -425,8 +405,10 @@ class OpenAIChat(ApiModel):
                     continue
                 # e.g. OpenAI's API rejecting continue_final_message: not a continuation
                 return {"ok": False, "error": self._short(e)}
-            except ValueError as e:  # the template cannot render the probe
-                return {"ok": False, "error": str(e)}
+            except ValueError as e:
+                if classify(e) is not None:  # a body that does not parse: the server's fault
+                    raise self.preflight_error(e) from e
+                return {"ok": False, "error": str(e)}  # the template cannot render the probe
             except Exception as e:  # noqa: BLE001
                 raise self.preflight_error(e) from e
         raise AssertionError("unreachable")
@@ -464,6 +446,53 @@ class OpenAIChat(ApiModel):
             logprobs=ok,
             completion=self.capabilities.completion,
         )
+
+
+def _chat_response(data: dict[str, Any]) -> ModelResponse:
+    choice = data["choices"][0]
+    top = None
+    content = (choice.get("logprobs") or {}).get("content")
+    if content:
+        top = {}
+        for alt in content[0].get("top_logprobs") or []:
+            top[alt["token"]] = max(float(alt["logprob"]), top.get(alt["token"], float("-inf")))
+    text = (choice.get("message") or {}).get("content") or ""
+    if not isinstance(text, str):
+        raise TypeError(f"message.content is {type(text).__name__}, not text")
+    return ModelResponse(
+        text=text,
+        top_logprobs=top,
+        finish_reason=choice.get("finish_reason"),
+        usage=_usage(data.get("usage")),
+    )
+
+
+def _completion_response(data: dict[str, Any]) -> ModelResponse:
+    choice = data["choices"][0]
+    lp = choice.get("logprobs") or {}
+    top = {str(t): float(v) for t, v in lp["top_logprobs"][0].items()} if lp.get("top_logprobs") else None
+    text = choice.get("text") or ""
+    if not isinstance(text, str):
+        raise TypeError(f"text is {type(text).__name__}, not text")
+    return ModelResponse(
+        text=text,
+        top_logprobs=top,
+        finish_reason=choice.get("finish_reason"),
+        usage=_usage(data.get("usage")),
+    )
+
+
+def _read(data: dict[str, Any], path: str, where: str, read: Any) -> ModelResponse:
+    """A reply in the API's shape, else BadResponse (retried, like a cut body): a proxy or a
+    half-compatible server can answer 200 with anything, and that is the server's fault, not
+    a bug of ours to stop the run for."""
+    try:
+        return read(data)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+        raise BadResponse(
+            f"a reply from {where}{path} not in the API's shape ({type(e).__name__}: {e}): "
+            f"{str(data)[:120]}"
+        ) from None
 
 
 def _usage(u: dict[str, Any] | None) -> Usage:

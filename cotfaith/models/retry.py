@@ -4,8 +4,9 @@ The SDKs' own retries are switched off (max_retries=0) so that retries are not s
 one is counted. Retried: 429, 408, 409, 5xx (529 included), timeouts, connection errors (a
 refused connection is named as such, never as a timeout), and bodies that do not parse. Not
 retried: other 4xx (bad request, auth, not found), which no amount of waiting fixes. Under
-429s a shared gate pauses every caller until the server's Retry-After has passed, so a
-rate-limited run backs off as a whole instead of hammering.
+429s the backend's Pacer (pacing.py) pauses every caller for the server's Retry-After and
+narrows the window of attempts in flight, so a rate-limited run backs off as a whole instead of
+hammering.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from cotfaith.models.pacing import Pacer
 
 T = TypeVar("T")
 
@@ -42,10 +45,15 @@ class RetryStats:
 class CallFailed(Exception):
     """A call that still failed after every retry (or failed in a way no retry fixes)."""
 
-    def __init__(self, message: str, reason: str, attempts: int):
+    def __init__(
+        self, message: str, reason: str, attempts: int, history: list[str] | None = None
+    ):
         super().__init__(message)
         self.reason = reason
         self.attempts = attempts
+        self.history = list(history or ())
+        """What came back at each attempt (describe_failure), for errors that say what was
+        tried."""
 
 
 MAX_ASKED_WAIT = 600.0
@@ -118,6 +126,8 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
     # a body that does not parse comes with a 2xx status: check it before the status codes
     if isinstance(exc, json.JSONDecodeError | BadResponse) or "ResponseValidation" in name:
         return "bad_body", None
+    if isinstance(exc, CallTimeout):
+        return "timeout", None
     if "SpendLimit" in name:
         return None  # a 429 that waiting does not fix
     status = getattr(exc, "status_code", None)
@@ -138,40 +148,74 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
     return None
 
 
-class Gate:
-    """A shared pause: when the server says 'wait', everybody waits."""
+def describe_failure(exc: BaseException) -> str:
+    """What came back, in a few words, for a one-line error: the status and the start of the
+    server's message, or the start of a body that did not parse."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON ({exc.msg}, char {exc.pos}: {exc.doc[:60]!r})"
+    if isinstance(exc, CallTimeout):
+        return str(exc)
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(exc).split())
+    if isinstance(status, int):
+        body = getattr(exc, "body", None)
+        message = body.get("message") if isinstance(body, dict) else None
+        return f"HTTP {status} ({(message or text)[:80]})"
+    if connection_refused(exc):
+        return "connection refused"
+    return f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__
 
-    def __init__(self) -> None:
-        self.until = 0.0
 
-    def hold(self, seconds: float) -> None:
-        self.until = max(self.until, time.monotonic() + seconds)
+def summarize_history(history: list[str]) -> str:
+    """'invalid JSON 4 times (last: ...)', or the last attempts in order when they differ."""
+    if not history:
+        return "nothing came back"
+    head = history[-1].partition(" (")[0]
+    if all(h.partition(" (")[0] == head for h in history):
+        times = f" {len(history)} times" if len(history) > 1 else ""
+        detail = history[-1][len(head) :].strip()
+        return f"{head}{times}" + (f" (last: {detail[1:-1]})" if detail else "")
+    shown = ", then ".join(history[-3:])
+    return shown if len(history) <= 3 else f"{len(history)} attempts, the last: {shown}"
 
-    async def wait(self) -> None:
-        delay = self.until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+class CallTimeout(TimeoutError):
+    """No complete reply within model.timeout: the whole call, from sending the request to the
+    last byte of the body (a server trickling its body is cut off too, not only a silent one)."""
 
 
 async def with_retries(
     call: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
     stats: RetryStats,
-    gate: Gate,
+    pacer: Pacer,
     describe: Callable[[], str],
 ) -> T:
+    """`call()` until it succeeds, retrying what waiting can fix.
+
+    Each attempt takes a place in the backend's window (pacing.py) and gives it back before any
+    wait, so a call sleeping off its backoff holds nothing. Waits: a 429 with Retry-After waits
+    what the server asked, and so does every other caller (the pause); a 429 without it steps
+    aside briefly while the window narrows (exponential backoff only once the window is down
+    to one); other faults wait their own backoff (or the server's Retry-After, for this call
+    only).
+    """
     attempt = 0
+    history: list[str] = []
     while True:
-        await gate.wait()
+        epoch = await pacer.acquire()
         try:
-            return await call()
+            result = await call()
         except asyncio.CancelledError:
+            pacer.release(epoch)
             raise
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised if final
             verdict = classify(exc)
+            pacer.release(epoch, rate_limited=verdict is not None and verdict[0] == "429")
+            history.append(describe_failure(exc))
             if verdict is None:
                 raise CallFailed(
-                    f"{describe()}: {type(exc).__name__}: {exc}", "error", attempt + 1
+                    f"{describe()}: {type(exc).__name__}: {exc}", "error", attempt + 1, history
                 ) from exc
             reason, asked = verdict
             if attempt >= policy.retries:
@@ -181,14 +225,24 @@ async def with_retries(
                     f"(last: {reason}, {type(exc).__name__})",
                     reason,
                     attempt + 1,
+                    history,
                 ) from exc
             backoff = random.uniform(0, min(policy.maximum, policy.initial * 2**attempt))
-            wait = max(backoff, asked or 0.0)
-            if reason == "429":
-                # sustained rate limiting is the server's state, not this call's: everyone
-                # pauses (for the server's Retry-After when it gives one)
-                gate.hold(wait)
+            if reason == "429" and asked is not None:
+                # the server said when: everybody waits exactly that (Retry-After: 0 = now)
+                pacer.hold(asked)
+                wait = asked
+            elif reason == "429":
+                # no word from the server: the window (narrowed above when refusals mount)
+                # paces the run, so this call only steps aside briefly; once the window is down
+                # to one call, time is all that is left to give, and the backoff grows
+                wait = backoff if pacer.limit <= 1 else random.uniform(0, policy.initial)
+            else:
+                wait = max(backoff, asked or 0.0)
             stats.retries += 1
             stats.by_reason[reason] += 1
             attempt += 1
             await asyncio.sleep(wait)
+        else:
+            pacer.release(epoch)
+            return result
