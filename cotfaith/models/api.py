@@ -238,6 +238,14 @@ class ApiModel(Model):
         except CallFailed as e:
             key = os.environ.get(str(self.api_key_env)) if self.api_key_env else None
             raise CallFailed(redact(str(e), key), e.reason, e.attempts, e.history) from None
+        finally:
+            if self.pacer.cuts:
+                self.notice(
+                    f"{self.provider}/{self.name}: {self.where()} refused calls (429) with "
+                    f"{self.concurrency} in flight; the calls in flight were narrowed (down to "
+                    "what the server takes, widening again as calls succeed); a lower "
+                    "model.concurrency avoids the refusals"
+                )
         response.retries = attempts - 1
         return response
 
