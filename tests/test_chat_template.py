@@ -3,6 +3,7 @@ loopback servers), Hugging Face Jinja templates, and where templates are found."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -316,3 +317,54 @@ def test_find_local_reads_the_hugging_face_hub_cache(tmp_path: Path, monkeypatch
     assert find_local("org/tiny") == from_file(snap / "tokenizer_config.json")
     assert find_local("org/other") is None
     assert find_local("plain-name") is None
+
+
+DATED = (
+    "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+    "{% if add_generation_prompt %}<A>{% endif %}(today {{ strftime_now('%d %b %Y') }})"
+)
+
+
+def test_a_dated_template_renders_its_pinned_date_and_keys_it() -> None:
+    july = ChatTemplate(DATED, today="2024-07-26")
+    assert july.render(msgs((U, "q")), "go").endswith("(today 26 Jul 2024)go")
+    # the date is in the prompt, so in the key; a template without a date ignores it
+    assert july.key != ChatTemplate(DATED, today="2024-07-27").key
+    assert dataclasses.replace(SMOL, today="2024-07-26").key == SMOL.key
+    assert ChatTemplate.from_dict(july.to_dict()) == july
+
+
+def test_a_rerun_or_replay_on_another_day_renders_the_first_runs_date(tmp_path: Path) -> None:
+    """The first run stores the date with its cache; a later run (another day) reads it back,
+    so its prompts and cache keys are the first run's; a replay needs nothing else."""
+    import asyncio
+    import datetime as dt
+
+    from cotfaith.cache import CacheMode, RequestCache
+    from cotfaith.models.openai_chat import OpenAIChat
+
+    (tmp_path / "t.jinja").write_text(DATED, encoding="utf-8")
+    cfg = {
+        "name": "m",
+        "base_url": "http://127.0.0.1:9/v1",
+        "chat_template": str(tmp_path / "t.jinja"),
+    }
+
+    def pinned(mode: CacheMode) -> ChatTemplate:
+        cache = RequestCache(tmp_path / "c.sqlite", mode)
+        model = OpenAIChat(cfg, provider="openai_compatible")
+        try:
+            return asyncio.run(model._pinned(cache, model.template))
+        finally:
+            cache.close()
+
+    first = pinned(CacheMode.read_write)
+    assert first.today == dt.date.today().isoformat()
+    # as if the first run had been on another day: the stored date wins over today's
+    cache = RequestCache(tmp_path / "c.sqlite", CacheMode.read_write)
+    stored = {"today": "2020-02-29"}
+    cache.put_probe("template_date", {"chat_template": ChatTemplate(DATED).key}, stored)
+    cache.close()
+    again, replayed = pinned(CacheMode.read_write), pinned(CacheMode.replay)
+    assert again.today == replayed.today == "2020-02-29"
+    assert "(today 29 Feb 2020)" in replayed.render(msgs((U, "q")), None)

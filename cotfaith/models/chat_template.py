@@ -21,6 +21,7 @@ such as SmolLM2's, parses too: its default system turn comes back as a system me
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -92,6 +93,14 @@ class ChatTemplate:
     eos_token: str = ""
     source: str = "built-in ChatML"
     """Where it was found (for the log and notices; not part of the cache key)."""
+    today: str | None = None
+    """The date (ISO) `strftime_now` renders, for templates that print today's date (Llama
+    3.x): fixed when the template is first stored with a cache, so a rerun or replay on
+    another day renders, and keys, the same prompts. None: the real date."""
+
+    @property
+    def dated(self) -> bool:
+        return self.text is not None and "strftime_now" in self.text
 
     @property
     def key(self) -> str:
@@ -99,7 +108,10 @@ class ChatTemplate:
         prompts, so its content does; where it was found does not."""
         if self.text is None:
             return "chatml"  # as before, so existing completion-mode caches stay valid
-        payload = json.dumps([self.text, self.bos_token, self.eos_token], ensure_ascii=False)
+        parts = [self.text, self.bos_token, self.eos_token]
+        if self.dated:
+            parts.append(self.today)  # the date is in the prompt, so in the key
+        payload = json.dumps(parts, ensure_ascii=False)
         return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     @property
@@ -125,12 +137,17 @@ class ChatTemplate:
                 )
         import jinja2
 
+        now = datetime.now()
+        if self.today:
+            now = datetime.combine(date.fromisoformat(self.today), now.time())
         try:
             prompt = _compile(self.text).render(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 add_generation_prompt=True,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                # as transformers and llama.cpp do, but on the template's pinned date
+                strftime_now=lambda fmt: now.strftime(fmt),
             )
         except jinja2.TemplateError as e:
             raise ValueError(f"chat template ({self.source}) failed to render: {e}") from e
@@ -142,6 +159,7 @@ class ChatTemplate:
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
             "source": self.source,
+            **({"today": self.today} if self.today else {}),
         }
 
     @classmethod
@@ -151,6 +169,7 @@ class ChatTemplate:
             bos_token=str(d.get("bos_token") or ""),
             eos_token=str(d.get("eos_token") or ""),
             source=str(d.get("source") or "stored"),
+            today=d.get("today") or None,
         )
 
 
@@ -178,8 +197,7 @@ def _compile(text: str) -> Any:
         raise jinja2.TemplateError(message)
 
     def strftime_now(fmt: str) -> str:
-        # as transformers and llama.cpp do: templates that print today's date (Llama 3.x) render
-        # differently from day to day, like the server's own rendering
+        # replaced at render time by the template's pinned date (ChatTemplate.render)
         return datetime.now().strftime(fmt)
 
     def tojson(

@@ -22,9 +22,11 @@ sample is reproducible where the server honours it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlparse
 
@@ -279,6 +281,8 @@ class OpenAIChat(ApiModel):
             "completion": ("completion",),
             "none": (),
         }[self.continuation_setting]
+        if self.template is not None:  # given in config
+            self.template = await self._pinned(probes, self.template)
         tried: list[tuple[str, dict[str, Any]]] = []
         chosen = "none"
         for mode in candidates:
@@ -357,7 +361,7 @@ class OpenAIChat(ApiModel):
             # looked up afresh each run (the server may now serve another model), then stored
             stored = await self._find_template()
             probes.put_probe("chat_template", ident, stored)
-        template = ChatTemplate.from_dict(stored)
+        template = await self._pinned(probes, ChatTemplate.from_dict(stored))
         if template.text is None:
             self.notice(
                 f"no chat template found for {self.provider}/{self.name} (the server exposes "
@@ -366,6 +370,21 @@ class OpenAIChat(ApiModel):
                 "give model.chat_template=<tokenizer_config.json | .gguf | .jinja file>"
             )
         return template
+
+    async def _pinned(self, probes: ProbeStore, template: ChatTemplate) -> ChatTemplate:
+        """A template that prints today's date (Llama 3.x) renders on the date stored with the
+        cache when this template was first used, so a rerun or a replay on another day sends,
+        and keys, the same prompts; a cache from before dates were pinned used the real date."""
+        if not template.dated or template.today:
+            return template
+        stored = await self.probed(
+            probes,
+            "template_date",
+            {"chat_template": template.key},
+            lambda: _today(),
+            legacy={"today": None},
+        )
+        return dataclasses.replace(template, today=stored.get("today"))
 
     async def _find_template(self) -> dict[str, Any]:
         found = await self._server_template() or chat_template.find_local(self.name)
@@ -446,6 +465,10 @@ class OpenAIChat(ApiModel):
             logprobs=ok,
             completion=self.capabilities.completion,
         )
+
+
+async def _today() -> dict[str, Any]:
+    return {"today": date.today().isoformat()}
 
 
 def _chat_response(data: dict[str, Any]) -> ModelResponse:
