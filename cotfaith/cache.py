@@ -20,6 +20,7 @@ shared cache read-only; `cotfaith-cache merge` folds the shards in afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ import secrets
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -42,6 +44,25 @@ from cotfaith.pricing import Price
 
 class CacheError(CotfaithError):
     """The cache file failed under a running experiment (disk full, file lost)."""
+
+
+def _errorname(e: sqlite3.Error) -> str:
+    return str(getattr(e, "sqlite_errorname", "") or "")
+
+
+_HINT = {
+    "SQLITE_FULL": ": the disk is full",
+    "SQLITE_READONLY": ": the file or its folder is read-only",
+}
+for _name in ("SQLITE_IOERR", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"):
+    _HINT[_name] = ": the disk may be full or the file lost"
+
+
+def _not_the_file(e: sqlite3.Error) -> bool:
+    """An error of the place (folder, disk), not of the file's content."""
+    return _errorname(e).startswith(
+        ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PERM")
+    )
 
 
 class CacheMode(str, Enum):  # noqa: UP042 - OmegaConf stores plain Enums
@@ -142,9 +163,16 @@ class RequestCache(ProbeStore):
     ):
         # a corrupt, truncated, read-only, locked or misplaced cache file is one line naming
         # the file, never a traceback
+        if Path(path).is_dir():
+            raise ConfigError(f"cache.path: {path} is a folder, not a cache file")
         try:
             self._open(path, mode, shard)
         except sqlite3.Error as e:
+            if _not_the_file(e):  # the file may be fine: the folder or the disk is not
+                raise ConfigError(
+                    f"cache.path: cannot open or write {path} ({e}: a read-only folder, a full "
+                    "disk or a missing folder); point cache.path at a writable folder"
+                ) from e
             raise ConfigError(
                 f"cache.path: {path} is not a usable SQLite cache ({e}); move it aside or point "
                 "cache.path at another file"
@@ -201,6 +229,13 @@ class RequestCache(ProbeStore):
             self._db.executescript(_SCHEMA)  # a replay migrates nothing (it never writes)
         else:
             migrate(self._db)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        lacking = sorted({"key", "provider", "model", "request", "response"} - columns)
+        if lacking:  # an SQLite file of another program that happens to have the table name
+            raise ConfigError(
+                f"cache.path: {self.path} is not a cotfaith cache (its responses table has no "
+                f"{', '.join(lacking)}); point cache.path at another file"
+            )
 
     def _open_shard(self, shard: Path) -> None:
         """shard mode: our own file, written by this process only (exclusive locking: no shared
@@ -245,12 +280,36 @@ class RequestCache(ProbeStore):
             return self._memory[key]
         if self._db is None or self.mode is CacheMode.refresh:
             return None
-        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None and self._base is not None:
-            row = self._base.execute(
+        with self._failing("read a response"):
+            row = self._db.execute(
                 "SELECT response FROM responses WHERE key = ?", (key,)
             ).fetchone()
-        return json.loads(row[0]) if row else None
+            if row is None and self._base is not None:
+                row = self._base.execute(
+                    "SELECT response FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+        return self._decode(row[0], f"the response {key[:16]}") if row else None
+
+    def _decode(self, text: str, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError as e:  # a row written by something else, or damaged
+            raise CacheError(
+                f"cache.path: {self.path}: {what} is not valid JSON ({e}); the file is damaged: "
+                "move it aside or point cache.path at another file"
+            ) from e
+
+    @contextlib.contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """An SQLite error under a running experiment (a full disk, a lost file) as one line
+        naming the cache file; the run stops cleanly and keeps its finished records."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise CacheError(
+                f"cache.path: {self.path}: cannot {what} ({e}{_HINT.get(_errorname(e), '')}); "
+                "the run stops here, every finished record is kept"
+            ) from e
 
     readonly: bool = False
     """Never write to the file (dry runs peek at what is already paid for); responses are
@@ -270,14 +329,9 @@ class RequestCache(ProbeStore):
             self._memory[key] = response
         if self.readonly or self._db is None or self.mode is CacheMode.replay:
             return
-        try:
+        # the response is still used for this run's record; the run stops cleanly
+        with self._failing("store a response"):
             self._insert(key, identity, request, response, cost_usd)
-        except sqlite3.Error as e:
-            # the response is still used for this run's record; the run stops cleanly
-            raise CacheError(
-                f"cache {self.path}: cannot store a response ({e}); the run stops here, every "
-                "finished record is kept"
-            ) from e
 
     def _insert(
         self,
@@ -321,7 +375,7 @@ class RequestCache(ProbeStore):
         row = self._db.execute("SELECT value FROM probes WHERE key = ?", (key,)).fetchone()
         if row is None and self._base is not None:
             row = self._base.execute("SELECT value FROM probes WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self._decode(row[0], f"the probe {key[:16]}") if row else None
 
     def get_probe(self, name: str, identity: dict[str, Any]) -> Any | None:
         if self._db is None or self.mode is CacheMode.refresh:
@@ -348,16 +402,17 @@ class RequestCache(ProbeStore):
     def put_probe(self, name: str, identity: dict[str, Any], value: Any) -> None:
         if self._db is None or self.mode is CacheMode.replay:
             return
-        self._db.execute(
-            "INSERT OR REPLACE INTO probes VALUES (?, ?, ?, ?, ?)",
-            (
-                self._probe_key(name, identity),
-                name,
-                json.dumps(identity, sort_keys=True),
-                json.dumps(value),
-                time.time(),
-            ),
-        )
+        with self._failing("store a capability probe"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO probes VALUES (?, ?, ?, ?, ?)",
+                (
+                    self._probe_key(name, identity),
+                    name,
+                    json.dumps(identity, sort_keys=True),
+                    json.dumps(value),
+                    time.time(),
+                ),
+            )
         if self.shares_claims:
             self.release("probe:" + self._probe_key(name, identity))
 
@@ -374,13 +429,14 @@ class RequestCache(ProbeStore):
         if self._db is None:
             return True
         now = time.time()
-        cur = self._db.execute(
-            "INSERT INTO claims (key, holder, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at "
-            "WHERE claims.holder = excluded.holder OR claims.expires_at < ?",
-            (key, self.holder, now + self.CLAIM_TTL, now),
-        )
+        with self._failing("claim a request"):
+            cur = self._db.execute(
+                "INSERT INTO claims (key, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at "
+                "WHERE claims.holder = excluded.holder OR claims.expires_at < ?",
+                (key, self.holder, now + self.CLAIM_TTL, now),
+            )
         if cur.rowcount == 1:
             self._claimed.add(key)
             return True
@@ -389,7 +445,10 @@ class RequestCache(ProbeStore):
     def release(self, key: str) -> None:
         self._claimed.discard(key)
         if self._db is not None:
-            self._db.execute("DELETE FROM claims WHERE key = ? AND holder = ?", (key, self.holder))
+            with self._failing("release a claim"):
+                self._db.execute(
+                    "DELETE FROM claims WHERE key = ? AND holder = ?", (key, self.holder)
+                )
 
     def renew(self) -> int:
         """Push the expiry of every claim we hold; returns how many we hold."""

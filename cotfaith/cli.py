@@ -14,8 +14,11 @@ import asyncio
 import difflib
 import importlib.util
 import logging
+import os
 import secrets
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,11 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from cotfaith.budget import BudgetExceeded
 from cotfaith.config import register_configs
 from cotfaith.errors import ConfigError, CotfaithError
-from cotfaith.report import ReportSettings, write_report
 from cotfaith.runner import RunResult, run_async
 from cotfaith.validate import credential_error
 
@@ -88,6 +90,10 @@ OmegaConf.register_new_resolver("cotfaith.run_token", lambda: _RUN_TOKEN, replac
 
 
 def _report(cfg: DictConfig, out_dir: Path) -> Path:
+    # imported here: the report's plotting stack is most of the start-up time, and a command
+    # line that fails its checks (or asks for --help) never needs it
+    from cotfaith.report import ReportSettings, write_report
+
     return write_report(out_dir, ReportSettings.from_mapping(cfg.report)).report
 
 
@@ -368,6 +374,16 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    undecodable = next((a for a in sys.argv[1:] if _undecodable(a)), None)
+    if undecodable is not None:
+        shown = undecodable.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        print(
+            f"cotfaith: error: {shown}: the command line is not text in this locale's encoding "
+            f"({sys.getfilesystemencoding()}); use a UTF-8 locale (e.g. export LANG=C.UTF-8) "
+            "or PYTHONUTF8=1",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_CONFIG)
     secret = credential_error(sys.argv[1:])
     if secret is not None:  # before Hydra writes the overrides anywhere
         print(f"cotfaith: error: {secret}", file=sys.stderr)
@@ -387,6 +403,12 @@ def main() -> None:
         sys.exit(max(code for _, code in FAILED_JOBS))
 
 
+def _undecodable(arg: str) -> bool:
+    """An argument Python could not decode in the locale's encoding (LANG=C and a non-ASCII
+    path): it holds lone surrogates, which Hydra's override grammar rejects in several lines."""
+    return any("\udc80" <= c <= "\udcff" for c in arg)
+
+
 def _check_command_line(argv: list[str], *, allow_new_keys: bool) -> None:
     from hydra._internal.utils import get_args_parser
 
@@ -397,6 +419,119 @@ def _check_command_line(argv: list[str], *, allow_new_keys: bool) -> None:
     if args.config_dir or args.config_path or args.config_name or args.shell_completion:
         return  # another primary config: Hydra checks it
     check_overrides(args.overrides or [], allow_new_keys=allow_new_keys)
+    writes = not (args.help or args.hydra_help or args.cfg or args.info or args.resolve)
+    check_composition(args.overrides or [], multirun=bool(args.multirun), output=writes)
+
+
+def _one_line_hydra_error(e: Exception) -> str:
+    """Hydra's and OmegaConf's several-line messages as one line naming the override and key."""
+    from hydra.errors import OverrideParseException
+
+    if isinstance(e, OverrideParseException):
+        first = next((x.strip() for x in str(e.message).splitlines() if x.strip()), "")
+        return f"{e.override}: cannot parse this override ({first}); see cotfaith --help"
+    skip = ("full_key:", "reference_type=", "object_type=", "See https://")
+    parts = [x.strip() for x in str(e).splitlines() if x.strip() and not x.strip().startswith(skip)]
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else None
+    if isinstance(e, OmegaConfBaseException):
+        cause, parts = e, []
+    if cause is not None:
+        lines = [x.strip() for x in str(cause).splitlines() if x.strip()]
+        detail = next((x for x in lines if not x.startswith(skip)), "")
+        key = getattr(cause, "full_key", None)
+        parts.append(f"{detail} (key {key})" if key and detail else detail or f"key {key}")
+    return "; ".join(p.rstrip(".") for p in parts if p) or type(e).__name__
+
+
+def _swept(parsed: list[Any], options: Any) -> list[list[str]]:
+    """Command lines of the jobs a multirun would compose: the first value of every sweep,
+    then each other value of one sweep at a time (each bad value is found, not each job)."""
+    base, sweeps = [], []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = (
+                _values(o, options(o.key_or_group))
+                if options(o.key_or_group)
+                else [str(v) for v in o.sweep_string_iterator()]
+            )
+            if values:
+                sweeps.append((o.get_key_element(), values))
+        else:
+            base.append(o.input_line)
+    first = [f"{k}={vals[0]}" for k, vals in sweeps]
+    variants = [base + first]
+    for i, (key, vals) in enumerate(sweeps):
+        others = first[:i] + first[i + 1 :]
+        variants += [base + others + [f"{key}={v}"] for v in vals[1:]]
+    return variants[:64]
+
+
+def check_composition(
+    overrides: Sequence[str],
+    *,
+    multirun: bool = False,
+    output: bool = True,
+    config_dir: str | Path = CONFIG_DIR,
+    config_name: str = "config",
+) -> None:
+    """Raise ConfigError (one line) where Hydra would stop with several lines and exit code 1
+    before cotfaith runs: a config that does not compose (a value of the wrong type, a key a
+    typed config lacks, a sweep without -m, a syntax error) or an output folder Hydra cannot
+    create or write (a file in the way, a read-only or full disk)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as e:
+        raise ConfigError(_one_line_hydra_error(e)) from None
+    searchpath = [o.input_line for o in parsed if o.key_or_group == "hydra.searchpath"]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name="cli"):
+        loader = GlobalHydra.instance().config_loader()
+
+        def options(group: str) -> list[str]:
+            return loader.get_group_options(group, config_name=config_name, overrides=searchpath)
+
+        variants = _swept(parsed, options) if multirun else [list(overrides)]
+        cfg = None
+        for variant in variants:
+            try:
+                composed = compose(config_name, overrides=variant, return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(_one_line_hydra_error(e)) from None
+            cfg = composed if cfg is None else cfg
+        if output and cfg is not None:
+            key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            try:
+                folder = str(OmegaConf.select(cfg, key, throw_on_missing=True))
+            except Exception:  # noqa: BLE001 - an interpolation only a job can resolve
+                return
+            check_output_folder(Path(folder), key)
+
+
+def check_output_folder(folder: Path, key: str = "hydra.run.dir") -> None:
+    """The run folder can be made and written: no file in its way, and its nearest existing
+    folder takes a new file (a read-only folder or file system, or a full disk, fail here in
+    one line instead of in Hydra's first write)."""
+    folder = folder if folder.is_absolute() else Path.cwd() / folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == folder else f"(in {key}={folder}) is"
+        raise ConfigError(f"{key}: {existing} {where} a file, not a folder; choose another folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b"cotfaith")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise ConfigError(
+            f"{key}: cannot write in {existing} ({e.strerror or e}); choose a writable folder "
+            f"({key}=...)"
+        ) from None
 
 
 FAILED_JOBS: list[tuple[str, int]] = []
@@ -428,6 +563,16 @@ def _hydra_main(cfg: DictConfig) -> None:
     except CotfaithError as e:
         # an actionable problem: one clear line on stderr, no traceback
         _fail(EXIT_BUDGET if isinstance(e, BudgetExceeded) else EXIT_CONFIG, str(e))
+    except OmegaConfBaseException as e:  # a key the run needs and the config lacks (~task)
+        _fail(EXIT_CONFIG, _one_line_hydra_error(e))
+    except OSError as e:  # the disk filled up, a folder became read-only: name the file
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(EXIT_CONFIG, f"{where}{e.strerror or e}; the run stopped, finished records are kept")
+    except sqlite3.Error as e:
+        _fail(
+            EXIT_CONFIG,
+            f"cache.path: the cache failed ({e}); the run stopped, finished records are kept",
+        )
     except SystemExit as e:
         if isinstance(e.code, int) and e.code:
             _fail(e.code)
@@ -435,4 +580,12 @@ def _hydra_main(cfg: DictConfig) -> None:
             raise
 
 
-__all__ = ["main", "CONFIG_DIR", "check_overrides", "cotfaith_version", "find_config_dir"]
+__all__ = [
+    "main",
+    "CONFIG_DIR",
+    "check_composition",
+    "check_output_folder",
+    "check_overrides",
+    "cotfaith_version",
+    "find_config_dir",
+]

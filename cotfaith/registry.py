@@ -91,6 +91,19 @@ def discover() -> None:
             importlib.import_module(module)
         except ImportError as e:
             raise ConfigError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - a plugin that fails as it loads: one line
+            import traceback
+
+            frames = traceback.extract_tb(e.__traceback__)
+            where = (
+                f" at {frames[-1].filename}, line {frames[-1].lineno}"
+                if frames and not isinstance(e, SyntaxError)  # a SyntaxError names its line
+                else ""
+            )
+            raise ConfigError(
+                f"{PLUGINS_ENV}: plugin module {module!r} failed on import{where}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
 
 def _plugin_modules() -> list[str]:

@@ -133,6 +133,21 @@ def validate(cfg: Any) -> None:
         raise ConfigError(
             f"report.unparseable must be one of {RULES}, got {r.get('unparseable')!r}"
         )
+    for key in ("min_cots_per_length", "n_examples"):
+        if r.get(key) is not None and int(r[key]) < 0:
+            raise ConfigError(f"report.{key} must be >= 0, got {r.get(key)}")
+    mass = (cfg.get("answer") or {}).get("min_letter_mass")
+    if mass is not None and not 0 <= float(mass) <= 1:
+        raise ConfigError(f"answer.min_letter_mass must be between 0 and 1, got {mass}")
+    every = cfg.get("progress_every")
+    if every is not None and float(every) < 0:
+        raise ConfigError(f"progress_every must be >= 0 seconds (0: no log lines), got {every}")
+    for name, settings in (cfg.get("intervention") or {}).items():
+        if not hasattr(settings, "get"):
+            raise ConfigError(
+                f"intervention.{name} must be the intervention's settings (a mapping), got "
+                f"{settings!r}; choose interventions with intervention=[{name},...]"
+            )
     share = cfg.get("max_failed_share")
     if share is not None and not 0 <= float(share) <= 1:
         raise ConfigError(f"max_failed_share must be between 0 and 1, got {share}")

@@ -76,7 +76,13 @@ def fetch(rel: str, cfg: FileTaskConfig, *, published: str | None = None) -> Pat
 
 
 def _download(url: str, target: Path, sha256: str, task: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # XDG_CACHE_HOME or task.data_dir read-only, or a file in the way
+        raise ConfigError(
+            f"task {task}: cannot make the data folder {target.parent} ({e.strerror or e}); set "
+            "task.data_dir to a writable folder, or task.path to a local copy"
+        ) from e
     part = target.with_name(f"{target.name}.part-{os.getpid()}")  # one per process: sweeps
     log.info("task %s: downloading %s", task, url)
     try:

@@ -1,6 +1,7 @@
-"""A corpus of malformed files, at least one per way a published file can break: each fails in
-one line naming the file, the line or record and the field, or (task.on_bad_record=skip) is
-skipped and counted while the good records load."""
+"""Benchmark data files: a corpus of malformed files, at least one per way a published file can
+break. Each fails in one line naming the file, the line or record and the field, or
+(task.on_bad_record=skip) is skipped and counted while the good records load. Bad task config
+values and an unreachable download follow."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from cotfaith.errors import ConfigError
 from cotfaith.tasks import build_task
+from tests.bad_inputs.corpus import one_line
 
 pytestmark = pytest.mark.usefixtures("no_download")
 
@@ -408,7 +410,7 @@ def _setup(case: Case, tmp_path: Path) -> tuple[Path, dict]:
 
 
 def test_the_corpus_is_large_and_covers_every_format():
-    assert len(CASES) >= 20
+    assert len(CASES) >= 36
     tasks = {c.task for c in CASES}
     assert {"aqua", "mmlu", "truthfulqa", "logiqa", "strategyqa", "hotpotqa"} <= tasks
     assert {"hellaswag", "bbh", "bbh_turpin", "arc_easy", "openbookqa"} <= tasks
@@ -419,8 +421,7 @@ def test_one_line_error_names_file_record_and_field(case, tmp_path):
     file, cfg = _setup(case, tmp_path)
     with pytest.raises(ConfigError) as e:
         build_task(cfg)
-    msg = str(e.value)
-    assert "\n" not in msg, msg
+    msg = one_line(str(e.value))
     assert str(file) in msg, msg
     if case.where:
         assert f"{case.where}:" in msg or f"{case.where} " in msg, msg
@@ -442,17 +443,71 @@ def test_skip_mode_counts_the_bad_record_and_keeps_the_good_ones(case, tmp_path,
     assert "skipped 1 malformed record(s)" in caplog.text
 
 
-def test_bad_config_values_fail_in_one_line(shared_data):
-    aqua = str(shared_data / "aqua/dev.json")
-    for cfg, key in [
-        ({"name": "aqua", "path": aqua, "on_bad_record": "ignore"}, "on_bad_record"),
-        ({"name": "aqua", "path": aqua, "split": "validation"}, "split"),
-        ({"name": "aqua", "path": aqua, "n_shots": None}, "n_shots"),
-        ({"name": "aqua", "path": "/nonexistent/dev.json"}, "task.path"),
-        ({"name": "mmlu", "path": str(shared_data / "mmlu"), "subjects": "astrology"}, "subjects"),
-        ({"name": "bbh", "path": str(shared_data / "bbh"), "subtasks": "word_sorting"}, "subtasks"),
-        ({"name": "bbh_turpin", "few_shot": "all_b"}, "few_shot"),
-    ]:
-        with pytest.raises(ConfigError) as e:
-            build_task(cfg)
-        assert key in str(e.value) and "\n" not in str(e.value)
+# (task config, on top of a good file from the shared data; the key the error names)
+TASK_VALUES = [
+    ("on_bad_record", {"name": "aqua", "path": "aqua/dev.json", "on_bad_record": "ignore"}),
+    ("split", {"name": "aqua", "path": "aqua/dev.json", "split": "validation"}),
+    ("n_shots", {"name": "aqua", "path": "aqua/dev.json", "n_shots": None}),
+    ("task.path", {"name": "aqua", "path": "/nonexistent/dev.json"}),
+    ("subjects", {"name": "mmlu", "path": "mmlu", "subjects": "astrology"}),
+    ("subtasks", {"name": "bbh", "path": "bbh", "subtasks": "word_sorting"}),
+    ("few_shot", {"name": "bbh_turpin", "few_shot": "all_b"}),
+    ("task.n_questions", {"name": "aqua", "path": "aqua/dev.json", "n_questions": 0}),
+    ("task.n_questions", {"name": "aqua", "path": "aqua/dev.json", "n_questions": -2}),
+    ("task.path", {"name": "aqua", "path": "."}),
+]
+
+
+@pytest.mark.parametrize("key, cfg", TASK_VALUES, ids=[f"{k}={c}" for k, c in TASK_VALUES])
+def test_bad_task_config_values_fail_in_one_line(shared_data, key, cfg):
+    cfg = dict(cfg)
+    if "path" in cfg and not cfg["path"].startswith("/"):
+        cfg["path"] = str(shared_data / cfg["path"]) if cfg["path"] != "." else str(shared_data)
+    with pytest.raises(ConfigError) as e:
+        build_task(cfg)
+    assert key in one_line(str(e.value))
+
+
+# ----------------------------------------------------------------------------- more files
+MORE = [
+    Case("aqua-empty-file", "aqua", "dev.json", "", "", "", fatal=True),
+    Case("aqua-blank-lines-only", "aqua", "dev.json", "\n\n\n", "", "", fatal=True),
+    Case("tqa-empty-list", "truthfulqa", "mc_task.json", "[]", "", "", fatal=True),
+    Case("tqa-a-mapping", "truthfulqa", "mc_task.json", json.dumps(TQA_OK), "", "", fatal=True),
+    Case(
+        "strategyqa-utf16",
+        "strategyqa",
+        "dev.json",
+        json.dumps([SQA_OK]).encode("utf-16"),
+        "",
+        "",
+        fatal=True,
+    ),
+    Case("mmlu-empty-csv", "mmlu", "val/anatomy_val.csv", "", "", "", fatal=True, path="."),
+]
+
+
+@pytest.mark.parametrize("case", MORE, ids=[c.id for c in MORE])
+def test_an_unreadable_or_empty_file_names_the_file(case, tmp_path):
+    file, cfg = _setup(case, tmp_path)
+    with pytest.raises(ConfigError) as e:
+        build_task(cfg)
+    msg = one_line(str(e.value))
+    assert str(file) in msg or cfg["path"] in msg, msg
+
+
+def test_a_download_from_an_unreachable_server_says_where_to_put_the_file(no_download):
+    with pytest.raises(ConfigError) as e:
+        build_task({"name": "aqua"})
+    msg = one_line(str(e.value))
+    assert "cannot download" in msg and str(no_download / "aqua" / "dev.json") in msg
+
+
+def test_a_data_folder_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "afile"))  # a file in the way
+    monkeypatch.setenv("COTFAITH_DATA_URL", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError) as e:
+        build_task({"name": "aqua"})
+    msg = one_line(str(e.value))
+    assert "cannot make the data folder" in msg and str(tmp_path / "afile") in msg
