@@ -217,6 +217,9 @@ async def run_async(
         observe = getattr(b.model, "observe_questions", None)
         if observe is not None:
             observe(questions)  # the organism's answer key for real benchmark questions
+        check = getattr(b.model, "check_prompts", None)
+        if check is not None and questions:
+            check(templates, questions[0])  # the organism reads only the default wording
     cache = _open_cache(cfg, launch_dir, dry_run)
 
     async def release_backends() -> None:

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -87,6 +88,8 @@ from cotfaith.models.retry import CallFailed
 from cotfaith.prompts import PromptTemplates
 from cotfaith.registry import register
 from cotfaith.tasks.arithmetic import Problem, parse_problem
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- config
@@ -347,6 +350,8 @@ class SimulatedModel(Model):
         self._faulted: set[str] = set()
         """fault_once: the requests already failed once in this process."""
         self._answer_key: dict[str, str] = {}
+        self.notices: list[str] = []
+        """Things the user must know about this run (shown in the log and the report)."""
         # memos of pure functions of (knobs, question): no state that changes outputs
         self._truths: dict[str, _Truth] = {}
         self._plans: dict[tuple[str, int], _Plan] = {}
@@ -373,6 +378,35 @@ class SimulatedModel(Model):
             self._answer_key[_qid(q.text, tuple(q.choices))] = q.answer
         self._truths.clear()
         self._plans.clear()
+
+    def check_prompts(self, templates: PromptTemplates, question: Any) -> str | None:
+        """The organism reads the project's own prompts; a prompts.path file that rewords the
+        question block or the CoT and answer phrases leaves it unable to, and it would answer
+        "A" to everything: an AOC of 0 that means nothing. Say so (a warning, not an error: the
+        file may be meant for a real model), and return the notice."""
+        cot = ModelRequest(
+            messages=templates.cot_request_messages(question), prefill=templates.cot_prefix
+        )
+        answer = ModelRequest(
+            messages=templates.answer_messages(question, " One step."),
+            prefill=templates.answer_prefix,
+        )
+        unread = [
+            name
+            for name, request, kind in (("CoT", cot, "cot"), ("answer", answer, "answer"))
+            if getattr(_read_prompt(request), "kind", None) != kind
+        ]
+        if not unread:
+            return None
+        notice = (
+            f"the simulated model cannot read the {' and '.join(unread)} prompts of this "
+            "prompts.path file (it knows the default wording: 'Question:' ... 'Choices:', "
+            f"{_T.cot_prefix!r}, {_T.answer_prefix!r}); its answers, and every metric, mean "
+            "nothing with these prompts"
+        )
+        log.warning("%s", notice)
+        self.notices.append(notice)
+        return notice
 
     # ----------------------------------------------------------------- randomness
     def _rng(self, *parts: object) -> random.Random:
