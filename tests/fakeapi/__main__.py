@@ -17,7 +17,7 @@ from pathlib import Path
 from cotfaith.models.simulated import Knobs
 
 from .anthropic_app import make_anthropic_app
-from .common import FAULT_KINDS, Faults, default_responder, echo_responder
+from .common import FAULT_KINDS, PHASES, Faults, default_responder, echo_responder
 from .openai_app import LLAMACPP, make_openai_app
 from .runner import HOST, start_site
 
@@ -38,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-seed", type=int, default=0)
     p.add_argument("--fail-first", type=int, default=0, help="first N requests get a 500")
     p.add_argument("--stall-seconds", type=float, default=5.0)
+    p.add_argument("--trickle-seconds", type=float, default=5.0, help="how long a trickle takes")
+    p.add_argument("--retry-after", type=float, default=0.2, help="seconds 429_retry_after asks")
+    p.add_argument("--fault-phases", type=_csv, default=[], help=f"only these: {','.join(PHASES)}")
+    p.add_argument(
+        "--echo-key",
+        choices=("masked", "full"),
+        default=None,
+        help="error messages quote the key the client sent",
+    )
     p.add_argument("--no-prefill-models", type=_csv, default=[], help="anthropic only")
     p.add_argument("--no-logprobs-models", type=_csv, default=[], help="openai only")
     p.add_argument("--chatty-models", type=_csv, default=[], help="openai only")
@@ -60,9 +69,18 @@ async def _serve(args: argparse.Namespace, key: str) -> None:
         seed=args.fault_seed,
         fail_first=args.fail_first,
         stall_seconds=args.stall_seconds,
+        trickle_seconds=args.trickle_seconds,
+        retry_after=args.retry_after,
+        phases=tuple(args.fault_phases),
     )
     responder = echo_responder if args.echo else default_responder(Knobs(seed=args.organism_seed))
-    common = {"key": key, "responder": responder, "latency": args.latency, "faults": faults}
+    common = {
+        "key": key,
+        "responder": responder,
+        "latency": args.latency,
+        "faults": faults,
+        "echo_key": args.echo_key,
+    }
     if args.models:
         common["models"] = args.models
     if args.api == "openai":

@@ -34,9 +34,11 @@ from .common import (
     json_response,
     known_models,
     parse_sample,
+    phase_of,
     read_json,
     request_key,
-    serve_generation,
+    serve_reply,
+    with_key,
 )
 
 DEFAULT_MODELS = ("claude-fake",)
@@ -55,8 +57,10 @@ def make_anthropic_app(
     latency: float = 0.0,
     faults: Faults | None = None,
     no_prefill_models: Sequence[str] = (),
+    echo_key: str | None = None,
 ) -> web.Application:
-    """The Anthropic fake. Models in `no_prefill_models` refuse a trailing assistant message."""
+    """The Anthropic fake. Models in `no_prefill_models` refuse a trailing assistant message;
+    `echo_key` ("masked" or "full") makes error messages quote the key the client sent."""
     app = web.Application()
     app[STATE] = ServerState(
         key=key,
@@ -65,6 +69,7 @@ def make_anthropic_app(
         latency=latency,
         faults=faults or Faults(),
         no_prefill_models=frozenset(no_prefill_models),
+        echo_key=echo_key,
     )
     app.router.add_post("/v1/messages", _messages)
     app.router.add_get("/v1/models", _list_models)
@@ -92,27 +97,49 @@ def _error(e: ApiError) -> web.Response:
     return _envelope(_STATUS_TYPE.get(e.status, e.type), e.message, e.status)
 
 
-def _fault(kind: str, faults: Faults) -> web.Response:
+def _fault(kind: str, state: ServerState, request: web.Request) -> web.Response:
+    """An injected fault that is an HTTP error, in Anthropic's error shape."""
     if kind.startswith("429"):
         headers = {}
-        if kind == "429_retry_after":
-            headers = {
-                "retry-after": f"{faults.retry_after:g}",
-                "retry-after-ms": str(round(faults.retry_after * 1000)),
-            }
+        if kind.startswith("429_retry_after"):
+            wait = 0.0 if kind == "429_retry_after_0" else state.faults.retry_after
+            headers = {"retry-after": f"{wait:g}", "retry-after-ms": str(round(wait * 1000))}
         msg = "Number of request tokens has exceeded your per-minute rate limit (fake server)."
-        return _envelope("rate_limit_error", msg, 429, headers)
+        return _envelope("rate_limit_error", with_key(msg, request, state), 429, headers)
     if kind == "529":
-        return _envelope("overloaded_error", "Overloaded", 529)
-    return _envelope("api_error", "Internal server error", 500)
+        return _envelope("overloaded_error", with_key("Overloaded", request, state), 529)
+    if kind == "400":
+        msg = with_key("Invalid request (rejected by the fake server).", request, state)
+        return _envelope("invalid_request_error", msg, 400)
+    if kind == "401":
+        return _error(_bad_key(request, state))
+    return _envelope("api_error", with_key("Internal server error", request, state), 500)
+
+
+def _malformed(kind: str, payload: Any) -> Any:
+    """The body of a bogus 200: no content, no required fields, or an error envelope."""
+    if kind == "error_200":
+        return {"type": "error", "error": {"type": "api_error", "message": "upstream error"}}
+    payload = dict(payload)
+    if kind == "empty":
+        for name in ("content", "data"):
+            if name in payload:
+                payload[name] = []
+        return payload
+    # missing_fields: the object's kind is there, what it is for is not
+    return {k: v for k, v in payload.items() if k in ("type", "role", "model")}
+
+
+def _bad_key(request: web.Request, state: ServerState) -> ApiError:
+    return ApiError(401, "authentication_error", with_key("invalid x-api-key", request, state))
 
 
 def _check_auth(request: web.Request, state: ServerState) -> None:
     # anthropic 2.x sends the key as `Authorization: Bearer`, older SDKs and curl examples as
-    # `x-api-key`; the API takes either. The key never goes into a message or a log.
+    # `x-api-key`; the API takes either. The key is quoted only by an echoing server.
     bearer = request.headers.get("Authorization") == f"Bearer {state.key}"
     if not bearer and request.headers.get("x-api-key") != state.key:
-        raise ApiError(401, "authentication_error", "invalid x-api-key")
+        raise _bad_key(request, state)
     if "anthropic-version" not in request.headers:
         raise ApiError(400, "invalid_request_error", "anthropic-version: header is required")
 
@@ -224,7 +251,16 @@ async def _messages(request: web.Request) -> web.Response:
             },
         }
 
-    return await serve_generation(request, state, key, compute, _error, _fault)
+    return await serve_reply(
+        request,
+        state,
+        phase=phase_of(body),
+        key=key,
+        compute=compute,
+        render_error=_error,
+        render_fault=_fault,
+        malformed=_malformed,
+    )
 
 
 def _model_object(model_id: str) -> dict[str, Any]:
@@ -237,28 +273,48 @@ def _model_object(model_id: str) -> dict[str, Any]:
     }
 
 
-async def _list_models(request: web.Request) -> web.Response:
+async def _list_models(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         _check_auth(request, state)
     except ApiError as e:
         return _error(e)
-    data = [_model_object(m) for m in sorted(state.models)]
-    return json_response(
-        {
+
+    async def compute() -> dict[str, Any]:
+        data = [_model_object(m) for m in sorted(state.models)]
+        return {
             "data": data,
             "has_more": False,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-    )
+
+    return await _models_reply(request, state, compute)
 
 
-async def _get_model(request: web.Request) -> web.Response:
+async def _get_model(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         _check_auth(request, state)
-        model = _check_model(state, request.match_info["model_id"])
     except ApiError as e:
         return _error(e)
-    return json_response(_model_object(model))
+
+    async def compute() -> dict[str, Any]:
+        return _model_object(_check_model(state, request.match_info["model_id"]))
+
+    return await _models_reply(request, state, compute)
+
+
+async def _models_reply(
+    request: web.Request, state: ServerState, compute: Any
+) -> web.StreamResponse:
+    return await serve_reply(
+        request,
+        state,
+        phase="models",
+        key=None,
+        compute=compute,
+        render_error=_error,
+        render_fault=_fault,
+        malformed=_malformed,
+    )

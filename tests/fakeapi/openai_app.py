@@ -44,10 +44,12 @@ from .common import (
     json_response,
     known_models,
     parse_sample,
+    phase_of,
     read_json,
     request_key,
-    serve_generation,
+    serve_reply,
     sorted_logprobs,
+    with_key,
 )
 
 DEFAULT_MODELS = ("fake-gpt",)
@@ -78,12 +80,14 @@ def make_openai_app(
     honour_max_completion_tokens: bool = True,
     props_template: str | None = None,
     props_tokens: tuple[str, str] = ("", ""),
+    echo_key: str | None = None,
 ) -> web.Application:
     """The OpenAI fake. Models in `no_logprobs_models` reject `logprobs: true` (like o-series);
     models in `chatty_models` answer "reply with the letter only" with a sentence (as small
     open models do). `model_route=False` leaves out GET /v1/models/{id} (llama.cpp has only the
     list); `props_template` serves GET /props with that chat template and the (bos, eos)
-    `props_tokens`, as llama.cpp's server does."""
+    `props_tokens`, as llama.cpp's server does. `echo_key` ("masked" or "full") makes error
+    messages quote the key the client sent, as some providers and gateways do."""
     for kind in faults.kinds if faults else ():
         if kind == "529":
             raise ValueError("fault kind '529' is Anthropic's overloaded error; OpenAI has none")
@@ -98,6 +102,7 @@ def make_openai_app(
         chatty_models=frozenset(chatty_models),
         ignore_continue_final_message=ignore_continue_final_message,
         honour_max_completion_tokens=honour_max_completion_tokens,
+        echo_key=echo_key,
     )
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
@@ -133,24 +138,41 @@ def _error(e: ApiError) -> web.Response:
     )
 
 
-def _fault(kind: str, faults: Faults) -> web.Response:
+def _fault(kind: str, state: ServerState, request: web.Request) -> web.Response:
+    """An injected fault that is an HTTP error, in OpenAI's error shape."""
     if kind.startswith("429"):
         headers = {}
-        if kind == "429_retry_after":
+        if kind.startswith("429_retry_after"):
             # the SDK reads retry-after-ms first, then retry-after (seconds)
-            headers = {
-                "retry-after": f"{faults.retry_after:g}",
-                "retry-after-ms": str(round(faults.retry_after * 1000)),
-            }
+            wait = 0.0 if kind == "429_retry_after_0" else state.faults.retry_after
+            headers = {"retry-after": f"{wait:g}", "retry-after-ms": str(round(wait * 1000))}
         body = {
-            "message": "Rate limit reached for requests on this fake server. Please try again.",
+            "message": with_key(
+                "Rate limit reached for requests on this fake server. Please try again.",
+                request,
+                state,
+            ),
             "type": "requests",
             "param": None,
             "code": "rate_limit_exceeded",
         }
         return json_response({"error": body}, status=429, headers=headers)
+    if kind == "400":
+        return _error(
+            ApiError(
+                400,
+                "invalid_request_error",
+                with_key("Invalid request (rejected by the fake server).", request, state),
+            )
+        )
+    if kind == "401":
+        return _error(_bad_key(request, state))
     body = {
-        "message": "The server had an error while processing your request. Sorry about that!",
+        "message": with_key(
+            "The server had an error while processing your request. Sorry about that!",
+            request,
+            state,
+        ),
         "type": "server_error",
         "param": None,
         "code": None,
@@ -158,12 +180,34 @@ def _fault(kind: str, faults: Faults) -> web.Response:
     return json_response({"error": body}, status=500)
 
 
+def _malformed(kind: str, payload: Any) -> Any:
+    """The body of a bogus 200: no choices, no required fields, or an error envelope."""
+    if kind == "error_200":
+        return {"error": {"message": "upstream connect error", "type": "server_error"}}
+    payload = dict(payload)
+    if kind == "empty":
+        for name in ("choices", "data"):
+            if name in payload:
+                payload[name] = []
+        return payload
+    # missing_fields: the object's kind is there, what it is for is not
+    return {k: v for k, v in payload.items() if k in ("object", "created", "model")}
+
+
+def _bad_key(request: web.Request, state: ServerState) -> ApiError:
+    # OpenAI's 401 quotes the key masked; an echoing server (state.echo_key) quotes it
+    return ApiError(
+        401,
+        "invalid_request_error",
+        with_key("Incorrect API key provided.", request, state),
+        "invalid_api_key",
+    )
+
+
 def _check_auth(request: web.Request, state: ServerState) -> None:
-    # compare whole header values; the key itself never goes into a message or a log
+    # compare whole header values; the key is quoted only by an echoing server (echo_key)
     if request.headers.get("Authorization") != f"Bearer {state.key}":
-        raise ApiError(
-            401, "invalid_request_error", "Incorrect API key provided.", "invalid_api_key"
-        )
+        raise _bad_key(request, state)
 
 
 def _check_model(state: ServerState, model: Any) -> str:
@@ -424,7 +468,16 @@ async def _generation(request: web.Request, kind: str) -> web.Response:
             "usage": _usage(resp),
         }
 
-    return await serve_generation(request, state, key, compute, _error, _fault)
+    return await serve_reply(
+        request,
+        state,
+        phase=phase_of(body),
+        key=key,
+        compute=compute,
+        render_error=_error,
+        render_fault=_fault,
+        malformed=_malformed,
+    )
 
 
 async def _chat(request: web.Request) -> web.Response:
@@ -439,22 +492,42 @@ def _model_object(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": 1_700_000_000, "owned_by": OWNER}
 
 
-async def _list_models(request: web.Request) -> web.Response:
+async def _list_models(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     try:
         _check_auth(request, state)
     except ApiError as e:
         return _error(e)
-    return json_response(
-        {"object": "list", "data": [_model_object(m) for m in sorted(state.models)]}
+
+    async def compute() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_object(m) for m in sorted(state.models)]}
+
+    return await _models_reply(request, state, compute)
+
+
+async def _get_model(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        _check_auth(request, state)
+    except ApiError as e:
+        return _error(e)
+
+    async def compute() -> dict[str, Any]:
+        return _model_object(_check_model(state, request.match_info["model_id"]))
+
+    return await _models_reply(request, state, compute)
+
+
+async def _models_reply(
+    request: web.Request, state: ServerState, compute: Any
+) -> web.StreamResponse:
+    return await serve_reply(
+        request,
+        state,
+        phase="models",
+        key=None,
+        compute=compute,
+        render_error=_error,
+        render_fault=_fault,
+        malformed=_malformed,
     )
-
-
-async def _get_model(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        _check_auth(request, state)
-        model = _check_model(state, request.match_info["model_id"])
-    except ApiError as e:
-        return _error(e)
-    return json_response(_model_object(model))
