@@ -9,8 +9,10 @@ are never stored (the caller decides; `CachedModel` below enforces it).
 Across processes of one machine, identical requests in flight are paid for once: before calling
 the backend a process takes a *claim* on the request key (table `claims`: key, holder, expires_at);
 another process that needs the same key finds the live claim and polls until the response is
-stored or the claim expires (a killed holder stops renewing it), then takes it over. Claims are
-released on success and on failure (a failure is never stored, so the next one calls itself).
+stored or the claim expires (a killed holder stops renewing it), then takes it over; a process
+that opens the cache frees at once the claims of this machine's processes that no longer run.
+Claims are released on success and on failure (a failure is never stored, so the next one calls
+itself).
 
 Across machines, SQLite on a network filesystem is not safe to share: `cache.mode=shard` writes
 each job's responses to its own file next to its output (`cache_shard.sqlite`) and reads the
@@ -132,6 +134,19 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (signal 0 checks without sending anything)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process (EPERM): alive
+    return True
+
+
 def default_shard_path(cache_path: Path) -> Path:
     """Where this job's shard goes: next to its output (the Hydra job folder), else beside the
     shared cache, named by host and process."""
@@ -236,6 +251,22 @@ class RequestCache(ProbeStore):
                 f"cache.path: {self.path} is not a cotfaith cache (its responses table has no "
                 f"{', '.join(lacking)}); point cache.path at another file"
             )
+        if self.shares_claims:
+            self._reap_dead_claims()
+
+    def _reap_dead_claims(self) -> None:
+        """Free the claims of processes of this machine that no longer run (a killed run), so
+        its rerun does not wait CLAIM_TTL for them to expire. Another machine's claims, and a
+        live or unknowable process's, are left to expire as before."""
+        assert self._db is not None
+        host = socket.gethostname()
+        holders = [row[0] for row in self._db.execute("SELECT DISTINCT holder FROM claims")]
+        for holder in holders:
+            their_host, _, rest = holder.partition(":")
+            pid = rest.partition(":")[0]
+            if their_host == host and pid.isdigit() and not _alive(int(pid)):
+                with self._failing("free a dead run's claims"):
+                    self._db.execute("DELETE FROM claims WHERE holder = ?", (holder,))
 
     def _open_shard(self, shard: Path) -> None:
         """shard mode: our own file, written by this process only (exclusive locking: no shared

@@ -8,6 +8,7 @@ any field (for example to translate the prompts or match another paper's wording
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -173,8 +174,9 @@ class PromptTemplates:
         return tuple(msgs)
 
 
-def load_templates(path: str | Path | None) -> PromptTemplates:
-    """Defaults, overridden field by field from a YAML file when `path` is given."""
+def load_templates(path: str | Path | None, secrets: Iterable[str] = ()) -> PromptTemplates:
+    """Defaults, overridden field by field from a YAML file when `path` is given. `secrets`:
+    the run's key values (validate.named_secrets), refused in a template whatever their shape."""
     base = PromptTemplates()
     if not path:
         return base
@@ -209,7 +211,12 @@ def load_templates(path: str | Path | None) -> PromptTemplates:
         )
     from cotfaith.validate import looks_like_key
 
-    leaked = sorted(k for k, v in data.items() if looks_like_key(str(v)))
+    secrets = [x for x in secrets if x]
+    leaked = sorted(
+        k
+        for k, v in data.items()
+        if looks_like_key(str(v)) or any(secret in str(v) for secret in secrets)
+    )
     if leaked:
         # a template is sent to the model and stored in the cache and records: never a key
         raise ConfigError(

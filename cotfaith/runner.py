@@ -37,7 +37,7 @@ from cotfaith.records import RecordWriter, TraceWriter
 from cotfaith.segment import SEGMENTERS
 from cotfaith.tasks import build_task
 from cotfaith.tasks.base import Question
-from cotfaith.validate import validate
+from cotfaith.validate import named_secrets, validate
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ async def run_async(
                 f"budget.max_usd is set but conf/prices has no price for model "
                 f"{b.config.name!r} ({', '.join(b.roles)}); add one so spending can be tracked"
             )
-    templates = load_templates(_resolve(cfg.prompts.path, launch_dir))
+    templates = load_templates(_resolve(cfg.prompts.path, launch_dir), named_secrets(cfg))
     questions = build_task(cfg.task)
     for b in backends:
         observe = getattr(b.model, "observe_questions", None)

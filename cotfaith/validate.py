@@ -4,6 +4,7 @@ budget, a confidence level of 2 found only after the run) is refused at the star
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,22 @@ _URL_SECRET = re.compile(
 )
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NULLS = ("", "null", "None", "~")
+
+
+def named_secrets(cfg: Any) -> list[str]:
+    """The values of the environment variables the run's roles name as their keys: what
+    must never be written anywhere, whatever its shape (too short to be a key: ignored)."""
+    values = []
+    for role in _ROLES:
+        name = (cfg.get(role) or {}).get("api_key_env") if hasattr(cfg, "get") else None
+        value = os.environ.get(str(name), "") if name else ""
+        if len(value) >= 8 and value != "EMPTY":
+            values.append(value)
+    return values
+
+
 def looks_like_key(text: str) -> bool:
     """A provider key, a Bearer token or a credential in a URL, somewhere in `text`."""
     for m in _KEY_TOKEN.finditer(text):
@@ -60,10 +77,14 @@ def credential_error(overrides: list[str]) -> str | None:
         key, sep, value = raw.lstrip("+~").partition("=")
         last = key.rsplit(".", 1)[-1].lower()
         if last == "api_key_env":
-            if looks_like_key(value):
+            # a sweep may list several names: each must be a variable name (or null), so a key
+            # of a shape no pattern knows (a local gateway's, say) never reaches Hydra
+            names = [v.strip() for v in value.strip("[]()").split(",")]
+            if looks_like_key(value) or not all(_ENV_NAME.match(n) or n in _NULLS for n in names):
                 return (
-                    f"{key}: takes the NAME of an environment variable, not the key itself; "
-                    "export the key (e.g. export OPENAI_API_KEY=...) and pass its name"
+                    f"{key}: takes the NAME of an environment variable (letters, digits and _), "
+                    "not the key itself; export the key (e.g. export OPENAI_API_KEY=...) and "
+                    "pass its name"
                 )
             continue
         named = (

@@ -90,6 +90,32 @@ def test_a_killed_holders_claim_expires_and_the_waiter_calls(tmp_path):
     cache.close()
 
 
+def test_a_rerun_frees_at_once_the_claims_of_a_run_killed_on_this_machine(tmp_path):
+    """A SIGKILLed run leaves live claims; the rerun on the same machine must not wait
+    CLAIM_TTL for them. Claims of a live process, or of another machine, stay."""
+    import socket
+
+    path = tmp_path / "c.sqlite"
+    RequestCache(path).close()  # the schema
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    later = time.time() + 3600
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO claims VALUES (?, ?, ?)",
+            [
+                ("k-dead", f"{host}:{dead.pid}:a", later),
+                ("k-live", f"{host}:{os.getppid()}:b", later),
+                ("k-away", f"otherhost:{dead.pid}:c", later),
+            ],
+        )
+    cache = RequestCache(path)
+    assert sorted(k for k, _ in _claims(path)) == ["k-away", "k-live"]
+    assert cache.claim("k-dead") and not cache.claim("k-live") and not cache.claim("k-away")
+    cache.close()
+
+
 def _claims(path) -> list[tuple]:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT key, holder FROM claims").fetchall()

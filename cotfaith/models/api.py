@@ -30,6 +30,7 @@ from cotfaith.models.retry import (
     RetryStats,
     classify,
     connection_refused,
+    disconnected,
     summarize_history,
     with_retries,
 )
@@ -78,11 +79,18 @@ except ImportError:  # pragma: no cover - aiohttp is a dependency, but stay usab
 # Providers echo (partly masked) keys in some error messages, e.g. "Incorrect API key provided:
 # sk-abc***xyz"; error text ends up in records and logs, so anything key-like is scrubbed.
 _KEYLIKE = re.compile(r"\b(?:sk|sk-ant|sk-proj|key)-[A-Za-z0-9_*\-]{6,}")
+# a masked echo ("gw-local*********d05e", "sk-ab...****xyz") of a key of any shape
+_MASKED = re.compile(r"[A-Za-z0-9_\-.]*\*{3,}[A-Za-z0-9_\-.]*")
 
 
 def redact(text: str, key: str | None = None) -> str:
     if key and key != "EMPTY":
         text = text.replace(key, "[redacted]")
+        if len(key) >= 12:
+            # a partial echo that keeps the key's head or tail
+            for part in (key[:8], key[-8:]):
+                text = re.sub(re.escape(part) + r"[^\s'\"]*|[^\s'\"]*" + re.escape(part), "[redacted]", text)
+    text = _MASKED.sub("[redacted]", text)
     return _KEYLIKE.sub("[redacted]", text)
 
 
@@ -255,6 +263,8 @@ class ApiModel(Model):
     async def within_deadline(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call()`, abandoned when the whole of it takes longer than model.timeout. The SDKs'
         own timeout bounds each read, so a body trickled a few bytes at a time never trips it."""
+        if self._client is None:
+            _ = self.client  # made (the SDK imported) before the clock starts, not within it
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
@@ -346,6 +356,10 @@ class ApiModel(Model):
             return ConfigError(
                 f"model.name: {self.name!r} is not a model served by {self.where()} (404)"
             )
+        if disconnected(exc) and not getattr(exc, "cotfaith_tried", None):
+            return ConfigError(
+                f"model.base_url: {self.where()} closed the connection without a reply"
+            )
         if connection_refused(exc):
             # before the timeout branch: the SDK reports a refused connection as a timeout
             return ConfigError(
@@ -356,12 +370,14 @@ class ApiModel(Model):
         what, history = getattr(exc, "cotfaith_tried", ("preflight", []))
         if history:
             # say what was tried and what came back, not the last exception's bare repr
-            verdict = classify(exc)
-            field = "model.base_url" if verdict is not None else self.provider + "/" + self.name
             said = redact(summarize_history(history), key)
+            if classify(exc) is None:  # refused for good: about the model and the request
+                return ConfigError(
+                    f"{self.provider}/{self.name} at {self.where()} failed the {what}: {said}"
+                )
             return ConfigError(
-                f"{field}: {self.where()} failed the {what} ({self.provider}/{self.name}): "
-                f"{said}"
+                f"model.base_url: {self.where()} failed the {what} of "
+                f"{self.provider}/{self.name}: {said}"
             )
         if "Connection" in name or "Timeout" in name:
             return ConfigError(f"model.base_url: cannot reach {self.where()} ({name}: {exc})")

@@ -16,6 +16,7 @@ import email.utils
 import json
 import math
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,22 @@ def retry_after(headers: Any) -> float | None:
     return _seconds(when.timestamp() - time.time())
 
 
+def _in_chain(exc: BaseException, found: Callable[[BaseException], bool]) -> bool:
+    """Whether `exc` or anything in its cause chain (aiohttp's `os_error` too) is `found`."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if found(cur):
+            return True
+        seen.add(id(cur))
+        # aiohttp keeps the OSError on `os_error` as well as in the chain
+        nested = getattr(cur, "os_error", None)
+        if isinstance(nested, BaseException) and found(nested):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def connection_refused(exc: BaseException) -> bool:
     """Whether `exc` comes from a refused TCP connection (nothing listens on the port).
 
@@ -103,18 +120,17 @@ def connection_refused(exc: BaseException) -> bool:
     (APITimeoutError caused by ConnectTimeout caused by ConnectionRefusedError), which would
     send a user looking for a slow server instead of a wrong port; the cause chain tells.
     """
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, ConnectionRefusedError):
-            return True
-        seen.add(id(cur))
-        # aiohttp keeps the OSError on `os_error` as well as in the chain
-        nested = getattr(cur, "os_error", None)
-        if isinstance(nested, ConnectionRefusedError):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return _in_chain(exc, lambda e: isinstance(e, ConnectionRefusedError))
+
+
+def disconnected(exc: BaseException) -> bool:
+    """Whether the server closed the connection without a (whole) reply: aiohttp's
+    ServerDisconnectedError or a reset, which the SDKs also report as a timeout."""
+    return _in_chain(
+        exc,
+        lambda e: isinstance(e, ConnectionResetError)
+        or type(e).__name__ in ("ServerDisconnectedError", "RemoteProtocolError", "ClientPayloadError"),
+    )
 
 
 def classify(exc: BaseException) -> tuple[str, float | None] | None:
@@ -141,6 +157,8 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
     if connection_refused(exc):
         # retried (a server being restarted refuses for a moment), but named for what it is
         return "connection_refused", None
+    if disconnected(exc):
+        return "disconnected", None
     if "Timeout" in name:
         return "timeout", None
     if "Connection" in name:
@@ -149,32 +167,42 @@ def classify(exc: BaseException) -> tuple[str, float | None] | None:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """What came back, in a few words, for a one-line error: the status and the start of the
-    server's message, or the start of a body that did not parse."""
+    """What came back, in a few words, for a one-line error: "<kind> (<detail>)", the kind the
+    same for the same fault (so repeats group), the detail the status's message or the start
+    of a body that did not parse."""
     if isinstance(exc, json.JSONDecodeError):
         return f"invalid JSON ({exc.msg}, char {exc.pos}: {exc.doc[:60]!r})"
     if isinstance(exc, CallTimeout):
         return str(exc)
+    if isinstance(exc, BadResponse):
+        return f"a reply not in the API's shape ({' '.join(str(exc).split())[:100]})"
     status = getattr(exc, "status_code", None)
     text = " ".join(str(exc).split())
     if isinstance(status, int):
         body = getattr(exc, "body", None)
         message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            message = body["error"].get("message") or message
+        if isinstance(body, str) and body.strip():  # a proxy's HTML page: its words
+            message = " ".join(re.sub(r"<[^>]*>", " ", body).split()) or None
         return f"HTTP {status} ({(message or text)[:80]})"
     if connection_refused(exc):
         return "connection refused"
-    return f"{type(exc).__name__}: {text[:100]}" if text else type(exc).__name__
+    if disconnected(exc):
+        return "the server closed the connection"
+    return f"{type(exc).__name__} ({text[:100]})" if text else type(exc).__name__
 
 
 def summarize_history(history: list[str]) -> str:
     """'invalid JSON 4 times (last: ...)', or the last attempts in order when they differ."""
     if not history:
         return "nothing came back"
+    if len(history) == 1:
+        return history[0]
     head = history[-1].partition(" (")[0]
     if all(h.partition(" (")[0] == head for h in history):
-        times = f" {len(history)} times" if len(history) > 1 else ""
         detail = history[-1][len(head) :].strip()
-        return f"{head}{times}" + (f" (last: {detail[1:-1]})" if detail else "")
+        return f"{head} {len(history)} times" + (f" (last: {detail[1:-1]})" if detail else "")
     shown = ", then ".join(history[-3:])
     return shown if len(history) <= 3 else f"{len(history)} attempts, the last: {shown}"
 
