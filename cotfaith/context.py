@@ -250,6 +250,9 @@ class RunContext:
                 "cached_input_tokens": c.response.usage.cached_input_tokens,
                 "reasoning_tokens": c.response.usage.reasoning_tokens,
                 "cost_usd": c.response.cost_usd,
+                # failed attempts retried before this call succeeded (or gave up): the
+                # summary counts each distinct call's retries once
+                "retries": c.response.retries,
             }
             for c in every
         ]

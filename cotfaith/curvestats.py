@@ -79,13 +79,14 @@ def per_cot(points: pd.DataFrame, *, anchor_end: bool = False) -> tuple[pd.DataF
     df = _fill_interior(df)
     # consecutive rows of one CoT in k order: the trapezoid below walks neighbours
     df = df.sort_values(["question_id", "sample", "n_steps", "k"], ignore_index=True)
-    cot_id, _ = pd.factorize(
-        df["question_id"].astype(str)
-        + "#"
-        + df["sample"].astype(str)
-        + "#"
-        + df["n_steps"].astype(str)
-    )
+    # sorted, a CoT's points are one run of rows: a new CoT starts wherever its key changes
+    # (no per-row key strings: they cost more memory than the points themselves)
+    starts = np.zeros(len(df), dtype=bool)
+    starts[:1] = True
+    for col in ("question_id", "sample", "n_steps"):
+        v = df[col].astype(str).to_numpy() if col == "question_id" else df[col].to_numpy()
+        starts[1:] |= v[1:] != v[:-1]
+    cot_id = np.cumsum(starts) - 1
     n = df["n_steps"].to_numpy(float)
     k = df["k"].to_numpy(float)
     y = df["same_answer"].to_numpy(float)

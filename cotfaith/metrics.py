@@ -6,7 +6,6 @@ intervals in cotfaith.bootstrap (cluster bootstrap over questions, BCa by defaul
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ import pandas as pd
 
 from cotfaith.bootstrap import SMALL_N
 from cotfaith.curvestats import curve_columns, ratio_columns
-from cotfaith.records import CALL_FAILED, NOT_ASKED, REFERENCE
+from cotfaith.records import CALL_FAILED, NOT_ASKED, REFERENCE, CallLog
 
 GROUP = ["model", "task", "method"]
 # Counts among the summary columns (integers, summed over records).
@@ -106,7 +105,9 @@ def label_runs(records: pd.DataFrame) -> pd.DataFrame:
 
 def answered(records: pd.DataFrame) -> pd.DataFrame:
     """Rows whose model call succeeded (a failed call says nothing about the model)."""
-    return records[records["parse_status"] != CALL_FAILED]
+    ok = records["parse_status"] != CALL_FAILED
+    # all of them: a new frame that shares the columns (copy on write), not a copy
+    return records.copy(deep=False) if ok.all() else records[ok]
 
 
 def truncation_rows(records: pd.DataFrame, intervention: str = "truncation") -> pd.DataFrame:
@@ -244,26 +245,82 @@ def _agreement_per_question(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["question_id", "rate"])
 
 
-def call_totals(records: pd.DataFrame) -> dict[str, float]:
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+
+
+def call_totals(records: pd.DataFrame, calls: CallLog | None = None) -> dict[str, float]:
     """Tokens and cost of the distinct calls behind some rows (a shared call counts once),
     and what this run paid for them (each call is paid for in at most one row)."""
-    calls: dict[str, dict] = {}
-    spent = 0.0
-    priced = False
-    for log in records["call_log"]:
-        for call in log if isinstance(log, list) else ():
-            calls.setdefault(call["key"], call)
-            if call.get("cost_usd") is not None:
-                priced = True
-                if not call.get("cached"):
-                    spent += call["cost_usd"]
-    table = pd.DataFrame(list(calls.values()))
-    out: dict[str, float] = {}
-    for col in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
-        out[col] = int(table[col].sum()) if col in table else 0
-    costs = pd.to_numeric(table["cost_usd"], errors="coerce") if "cost_usd" in table else None
-    out["cost_usd"] = float(costs.sum()) if priced and costs is not None else float("nan")
-    out["cost_usd_this_run"] = spent if priced else float("nan")
+    calls = CallLog.from_frame(records) if calls is None else calls
+    (out,) = _call_columns(calls, np.zeros(len(records), dtype=np.int64), 1)
+    return {c: out[c] for c in (*TOKEN_COLUMNS, "cost_usd", "cost_usd_this_run")}
+
+
+def _call_columns(calls: CallLog, rank: np.ndarray, n: int) -> list[dict[str, Any]]:
+    """Per summary row (rank 0..n-1 of each record; -1: in none): the DISTINCT calls first
+    met in it, walking the summary rows in order and each one's records in order, so a call
+    shared by rows of several summary rows (the reference answer re-asked at k = n) counts
+    once, in the first, and summing a column over the summary gives the run's total. A call
+    is described by the record that meets it first: calls, cache_hits (calls this run never
+    sent: every record holding it got it from the cache), retries (of that call), tokens,
+    cost, what this run paid, and each helper role's calls, tokens and cost."""
+    occ_rank = rank[calls.row] if len(calls) else np.zeros(0, dtype=np.int64)
+    idx = np.flatnonzero(occ_rank >= 0)
+    # a summary row whose records hold any priced call says 0, never "unknown", when all
+    # of them were counted earlier
+    priced_any = np.bincount(occ_rank[idx[~np.isnan(calls.cost_usd[idx])]], minlength=n) > 0
+    # the first time each key is met: least rank, then least position (entries are stored
+    # in record order, so the entry index orders records and calls within a record)
+    order = idx[np.lexsort((idx, occ_rank[idx], calls.key[idx]))]
+    keys = calls.key[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(order) else order
+    first = order[starts]
+    # a cache hit: every record holding the call got it from the cache (this run never sent
+    # it), whichever of them is met first
+    hit = np.zeros(len(calls), dtype=bool)
+    if len(order):
+        hit[first] = np.minimum.reduceat(calls.cached[order].astype(np.int8), starts) > 0
+    by = np.lexsort((first, occ_rank[first]))
+    first = first[by]
+    bounds = np.searchsorted(occ_rank[first], np.arange(n + 1))
+    return [
+        _fresh_columns(calls, first[bounds[r] : bounds[r + 1]], hit, bool(priced_any[r]))
+        for r in range(n)
+    ]
+
+
+def _fresh_columns(
+    calls: CallLog, sel: np.ndarray, hit: np.ndarray, priced_any: bool
+) -> dict[str, Any]:
+    cost, cached = calls.cost_usd[sel], calls.cached[sel]
+    out: dict[str, Any] = {
+        "calls": len(sel),
+        "cache_hits": int(hit[sel].sum()),
+        "retries": int(calls.counts["retries"][sel].sum()),
+    }
+    for col in TOKEN_COLUMNS:
+        out[col] = int(calls.counts[col][sel].sum())
+    nan = float("nan")
+    if not np.isnan(cost).all():
+        out["cost_usd"] = float(pd.Series(cost).sum())  # as a column of the calls sums it
+        paid = cost[~np.isnan(cost) & ~cached]
+        # one by one, in order: the float sum a running total gives
+        out["cost_usd_this_run"] = float(np.cumsum(paid)[-1]) if len(paid) else 0.0
+    else:
+        out["cost_usd"] = out["cost_usd_this_run"] = 0.0 if priced_any else nan
+    roles = calls.role[sel]
+    _, at = np.unique(roles, return_index=True)
+    for code in roles[np.sort(at)]:  # helper roles in the order their first call is met
+        name = calls.roles[code]
+        if name == "model":
+            continue
+        mine = sel[roles == code]
+        c = calls.cost_usd[mine]
+        c = c[~np.isnan(c)]
+        out[f"{name}_calls"] = len(mine)
+        out[f"{name}_input_tokens"] = int(calls.counts["input_tokens"][mine].sum())
+        out[f"{name}_output_tokens"] = int(calls.counts["output_tokens"][mine].sum())
+        out[f"{name}_cost_usd"] = float(np.cumsum(c)[-1]) if len(c) else nan
     return out
 
 
@@ -272,51 +329,13 @@ def mean(s: pd.Series) -> float:
     return float(s.astype(float).mean()) if len(s) else float("nan")
 
 
-def _role_columns(records: pd.DataFrame, seen: set[str]) -> dict[str, Any]:
-    """Calls, tokens and cost of each helper role (distinct calls not counted elsewhere)."""
-    out: dict[str, Any] = {}
-    for log in records["call_log"]:
-        for call in log if isinstance(log, list) else ():
-            role = call.get("role") or "model"
-            if role == "model" or ("role", call["key"]) in seen:
-                continue
-            seen.add(("role", call["key"]))
-            for col, value in (
-                ("calls", 1),
-                ("input_tokens", call.get("input_tokens") or 0),
-                ("output_tokens", call.get("output_tokens") or 0),
-                ("cost_usd", call.get("cost_usd")),
-            ):
-                name = f"{role}_{col}"
-                if value is None:
-                    out.setdefault(name, float("nan"))
-                else:
-                    prev = out.get(name, 0)
-                    out[name] = value + (0 if prev != prev else prev)
-    return out
-
-
-def _distinct_totals(records: pd.DataFrame, seen: set[str]) -> dict[str, float]:
-    """call_totals over the calls not already counted in an earlier summary row, so summing a
-    summary column over rows gives the run's total (a call shared by two interventions, such
-    as the reference answer re-asked at k = n, counts in the first row: the reference)."""
-    logs = []
-    for log in records["call_log"]:
-        fresh = []
-        for call in log if isinstance(log, list) else ():
-            if call["key"] not in seen:
-                seen.add(call["key"])
-                fresh.append(call)
-        logs.append(fresh)
-    priced = any(
-        c.get("cost_usd") is not None
-        for log in records["call_log"]
-        for c in (log if isinstance(log, list) else ())
-    )
-    out = call_totals(pd.DataFrame({"call_log": logs}))
-    if priced and math.isnan(out["cost_usd"]):
-        out["cost_usd"], out["cost_usd_this_run"] = 0.0, 0.0
-    return out
+def _groups(records: pd.DataFrame) -> Any:
+    """records.groupby(GROUP, sort=True), without copying the rows when they are all one
+    group (one model, task and method: the usual run)."""
+    keys = records[GROUP]
+    if len(records) and keys.notna().all().all() and (keys.nunique() == 1).all():
+        return [(tuple(keys.iloc[0]), records.copy(deep=False))]
+    return records.groupby(GROUP, sort=True)
 
 
 def _first(rows: pd.DataFrame, column: str) -> Any:
@@ -353,6 +372,7 @@ def summarize(
     seed: int = 0,
     curve_interventions: Sequence[str] = (),
     stats: Any = None,
+    calls: CallLog | None = None,
 ) -> pd.DataFrame:
     """One row per (model, task, method, intervention): the controls beside every metric.
 
@@ -360,17 +380,27 @@ def summarize(
     `summarize` hook (cotfaith.interventions.base), found by name in the registry, so nothing
     here names an intervention. Rows of an intervention no longer registered get the shared
     columns only.
+
+    `records`: full records (`read_records`, their call logs are read here) or compact ones
+    (`read_compact`: pass its `calls`, aligned with the rows' positions). Counts of calls
+    (calls, cache_hits, retries, failed_calls, tokens, cost) are of DISTINCT calls, each in
+    the first summary row that holds it; rows without any call log fall back to summing the
+    rows' own counts.
     """
     from cotfaith.interventions.base import StatSettings, intervention_class
 
     stats = stats or StatSettings(n_bootstrap=n_boot, ci=ci, seed=seed)
-    records = label_runs(records)
+    if calls is None:
+        calls = CallLog.from_frame(records)
+    records = label_runs(records).reset_index(drop=True)  # positions: what calls.row holds
     if "method" not in records:
         records = records.assign(method="cot")
     records = records.assign(method=records["method"].fillna("cot"))
     rows = []
     seen: set[Any] = set()
-    for (model, task, method), g_all in records.groupby(GROUP, sort=True):
+    rank = np.full(len(records), -1, dtype=np.int64)
+    """Which summary row each record counts in (its calls are met there)."""
+    for (model, task, method), g_all in _groups(records):
         g = answered(g_all)
         ref = g[g["intervention"] == REFERENCE]
         shared = {
@@ -401,17 +431,21 @@ def summarize(
             cls = intervention_class(iv)
             if cls is not None:
                 row.update(cls.summarize(rows_iv, g, stats))
+            rank[all_iv.index.to_numpy()] = len(rows)
             row.update(
                 parse_failures=int((~rows_iv["parse_status"].isin(["ok", NOT_ASKED])).sum()),
                 failed_calls=_distinct_failed(all_iv, seen),
-                calls=int(all_iv["calls"].sum()),
-                cache_hits=int(all_iv["cache_hits"].sum()),
-                retries=int(all_iv["retries"].sum()),
+                # without call logs (hand-made rows), the rows' own counts
+                calls=int(all_iv["calls"].sum()) if len(calls) == 0 else 0,
+                cache_hits=int(all_iv["cache_hits"].sum()) if len(calls) == 0 else 0,
+                retries=int(all_iv["retries"].sum()) if len(calls) == 0 else 0,
                 **_letter_mass(rows_iv),
-                **_distinct_totals(all_iv, seen),
-                **_role_columns(all_iv, seen),
             )
             rows.append(row)
+    for row, counted in zip(rows, _call_columns(calls, rank, len(rows)), strict=True):
+        if len(calls) == 0:
+            counted = {k: v for k, v in counted.items() if k not in row}
+        row.update(counted)  # in place: the columns keep the order they had
     out = pd.DataFrame(rows)
     if out.empty:
         return out

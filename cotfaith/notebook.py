@@ -247,6 +247,12 @@ def load_run(path: str | Path) -> Result:
 
     A run folder holds records.jsonl (and, when finished, summary.csv and run.json); a
     multirun folder holds Hydra's multirun.yaml and one subfolder per job.
+
+    `records` are the full records (`cotfaith.records.read_records`: every field, call logs
+    and payloads included, about 2 KB of Python objects a record in memory). For a large run,
+    `cotfaith.records.read_compact(path / "records.jsonl")` gives what the report reads (the
+    columns the metrics use and the calls as flat arrays, about 10x smaller);
+    `summarize(c.rows, calls=c.calls)` then gives the summary.
     """
     from cotfaith.report.sweep import find_jobs, is_multirun, parse_overrides
 

@@ -69,48 +69,12 @@ def segmenter_table(run_dir: Path, rule: str = "drop") -> pd.DataFrame:
         min_mass=float(run.get("min_letter_mass", 0.5)),
     )
     identity = run["backend"]
-    traces = []
-    with traces_path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                traces.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed run
     cache = RequestCache(cache_path, "replay")
     rows = []
     try:
         for seg in sorted(SEGMENTERS):
-            points, missing, n_cots = [], 0, 0
-            for t in traces:
-                if t.get("answer") is None:
-                    continue
-                q = _question(t)
-                steps = split_steps(t["cot"], seg)
-                n = len(steps)
-                if n == 0:
-                    continue
-                n_cots += 1
-                for k in range(n + 1):
-                    request = reader.request(q, prefix(t["cot"], steps, k))
-                    hit = cache.get(request_key(identity, request))
-                    if hit is None:
-                        missing += 1
-                        continue
-                    parsed: ParsedAnswer = reader.read(q, ModelResponse.from_dict(hit))
-                    points.append(
-                        {
-                            "question_id": q.id,
-                            "sample": t["sample"],
-                            "n_steps": n,
-                            "k": k,
-                            "same_answer": parsed.letter is not None
-                            and parsed.letter == t["answer"],
-                            "parse_status": parsed.status,
-                        }
-                    )
-            cots, _ = (
-                per_cot(apply_rule(pd.DataFrame(points), rule)) if points else (pd.DataFrame(), 0)
-            )
+            points, missing, n_cots = _points(traces_path, seg, reader, cache, identity)
+            cots, _ = per_cot(apply_rule(points, rule)) if len(points) else (pd.DataFrame(), 0)
             aoc = float(cots["a"].mean()) if missing == 0 and len(cots) else float("nan")
             rows.append(
                 {
@@ -118,13 +82,8 @@ def segmenter_table(run_dir: Path, rule: str = "drop") -> pd.DataFrame:
                     "aoc": aoc,
                     "n_cots": n_cots,
                     "mean_steps": (
-                        float(
-                            pd.DataFrame(points)
-                            .groupby(["question_id", "sample"])["n_steps"]
-                            .first()
-                            .mean()
-                        )
-                        if points
+                        float(points.groupby(["question_id", "sample"])["n_steps"].first().mean())
+                        if len(points)
                         else float("nan")
                     ),
                     "missing_calls": missing,
@@ -138,3 +97,53 @@ def segmenter_table(run_dir: Path, rule: str = "drop") -> pd.DataFrame:
     finally:
         cache.close()
     return pd.DataFrame(rows)
+
+
+_POINT_COLUMNS = ("question_id", "sample", "n_steps", "k", "same_answer", "parse_status")
+
+
+def _points(
+    traces_path: Path, seg: str, reader: AnswerReader, cache: RequestCache, identity: Any
+) -> tuple[pd.DataFrame, int, int]:
+    """The truncation points `seg` implies for every trace whose answers are all cached (one
+    trace in memory at a time; a point is a row of six columns, not a dict), the calls still
+    missing, and the CoTs."""
+    columns: dict[str, list[Any]] = {c: [] for c in _POINT_COLUMNS}
+    strings: dict[str, str] = {}
+    missing = n_cots = 0
+    with traces_path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                t = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed run
+            if t.get("answer") is None:
+                continue
+            q = _question(t)
+            steps = split_steps(t["cot"], seg)
+            n = len(steps)
+            if n == 0:
+                continue
+            n_cots += 1
+            qid = strings.setdefault(q.id, q.id)
+            for k in range(n + 1):
+                request = reader.request(q, prefix(t["cot"], steps, k))
+                hit = cache.get(request_key(identity, request))
+                if hit is None:
+                    missing += 1
+                    continue
+                parsed: ParsedAnswer = reader.read(q, ModelResponse.from_dict(hit))
+                for name, value in zip(
+                    _POINT_COLUMNS,
+                    (
+                        qid,
+                        t["sample"],
+                        n,
+                        k,
+                        parsed.letter is not None and parsed.letter == t["answer"],
+                        strings.setdefault(parsed.status, parsed.status),
+                    ),
+                    strict=True,
+                ):
+                    columns[name].append(value)
+    return pd.DataFrame(columns), missing, n_cots

@@ -139,3 +139,61 @@ def test_progress_says_calls_hits_failures_and_money(tmp_path):
     )
     lines = [x for x in (quiet.stdout + quiet.stderr).splitlines() if "progress:" in x]
     assert lines and "failed 0" in lines[-1]
+
+
+def test_summary_counts_distinct_calls_and_their_retries_as_run_json_does(tmp_path, monkeypatch):
+    """Counts are of calls, not rows: against a server failing 30% of requests (one retry
+    each), the summary's calls, retries and failed calls sum to run.json's, and to a count of
+    the distinct calls in the records' call logs; rows that share a retried call (samples
+    asking the same k = 0 prefix at once) would count its retries twice."""
+    from collections import Counter
+
+    from cotfaith.notebook import run
+    from cotfaith.records import read_compact
+    from tests.fakeapi import Faults, ServerThread, make_openai_app
+
+    key = "sk-test-accounting"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with ServerThread(make_openai_app(key=key, models=("fake-gpt",))) as srv:
+        srv.state.faults = Faults(rate=0.3, kinds=("500",), seed=1)
+        result = run(
+            [
+                "model=openai",
+                f"model.base_url={srv.base_url}",
+                "model.name=fake-gpt",
+                "model.api_key_env=OPENAI_API_KEY",
+                "model.retry_initial=0.001",
+                "model.retries=1",
+                "task.n_questions=6",
+                "sampling.n_samples=3",
+                # the end-of-run retry rewrites the rows of failed questions, and with them
+                # the first attempts' retries: run.json counts those, the records cannot
+                "retry_failed_at_end=false",
+                "cache.mode=off",
+            ],
+            out_dir=tmp_path / "out",
+            launch_dir=tmp_path,
+            report=False,
+        )
+    path = tmp_path / "out" / "records.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    first: dict[str, dict[str, Any]] = {}
+    holders: Counter[str] = Counter()
+    for row in rows:
+        for call in row["call_log"]:
+            first.setdefault(call["key"], call)
+            holders[call["key"]] += 1
+    failed = {r["request_key"] for r in rows if r["parse_status"] == "call_failed"}
+    # the case the rows got wrong is there: retried calls held by several rows
+    assert any(c["retries"] and holders[k] > 1 for k, c in first.items())
+    assert sum(r["retries"] for r in rows) > result.run["retries"]
+    compact = read_compact(path)
+    s = summarize(compact.rows, n_boot=10, calls=compact.calls)
+    pd.testing.assert_frame_equal(s, summarize(read_records(path), n_boot=10))
+    run_json = result.run
+    assert s["retries"].sum() == run_json["retries"] == sum(c["retries"] for c in first.values())
+    assert run_json["retries"] > 0 and run_json["failed_calls"] > 0
+    assert s["failed_calls"].sum() == run_json["failed_calls"] == len(failed)
+    assert s["calls"].sum() == len(first) == sum(r["calls"] for r in run_json["roles"].values())
+    # run.json's calls are requests made (a repeat served by the cache included)
+    assert s["calls"].sum() - s["cache_hits"].sum() == run_json["calls"] - run_json["cache_hits"]

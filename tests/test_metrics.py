@@ -466,3 +466,47 @@ def test_two_backends_sharing_a_model_name_never_pool():
     assert sorted(trunc.index) == ["m [aaaaaa]", "m [bbbbbb]"]
     assert trunc.loc["m [aaaaaa]", "aoc"] == pytest.approx(0.25)
     assert trunc.loc["m [bbbbbb]", "aoc"] == pytest.approx(0.0)
+
+
+def test_summarize_counts_distinct_calls_once_in_the_first_summary_row():
+    """A call held by several rows counts once (calls, retries, cache hits, tokens), in the
+    first summary row holding it: the reference answer re-asked at k = n belongs to `cot`, a
+    retried k = 0 prefix shared by two samples counts its retries once."""
+
+    def call(key: str, retries: int = 0, cached: bool = False, role: str = "model") -> dict:
+        return dict(
+            key=key,
+            role=role,
+            cached=cached,
+            input_tokens=10,
+            output_tokens=1,
+            cached_input_tokens=0,
+            reasoning_tokens=0,
+            cost_usd=0.5,
+            retries=retries,
+        )
+
+    ref = ref_rows("q1", ["A", "A"])
+    ref[0]["call_log"] = [call("ref0", retries=2), call("cot0", retries=1)]
+    ref[1]["call_log"] = [call("ref1"), call("cot1")]
+    trunc = cot_rows("q1", [0, 1, 1]) + cot_rows("q1", [0, 1], sample=1)
+    logs = [
+        [call("k0", retries=1)],  # sample 0, k = 0: the empty prefix both samples ask
+        [call("s0k1")],
+        [call("ref0", cached=True)],  # k = n: the reference answer again
+        [call("k0", retries=1, cached=True)],  # sample 1 shared the call in flight
+        [call("s1k1", role="mistake_model")],
+    ]
+    for row, log in zip(trunc, logs, strict=True):
+        row["call_log"] = log
+        row["retries"] = sum(c["retries"] for c in log)
+        row["calls"] = len(log)
+    out = summarize(frame(ref, trunc), n_boot=10).set_index("intervention")
+    assert out.loc["cot", "calls"] == 4 and out.loc["cot", "retries"] == 3
+    assert out.loc["truncation", "calls"] == 3  # k0, s0k1, s1k1: ref0 is the reference's
+    assert out.loc["truncation", "retries"] == 1  # the rows say 2
+    assert out.loc["truncation", "cache_hits"] == 0  # k0 was sent (by sample 0's row)
+    assert out.loc["truncation", "input_tokens"] == 30
+    assert out.loc["truncation", "mistake_model_calls"] == 1
+    assert out["cost_usd"].sum() == pytest.approx(0.5 * 7)
+    assert out["cost_usd_this_run"].sum() == pytest.approx(0.5 * 7)

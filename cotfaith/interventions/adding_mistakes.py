@@ -27,7 +27,7 @@ from cotfaith.context import Answered, Call, RunContext, Trace, failed_answer
 from cotfaith.curvestats import curve_columns
 from cotfaith.errors import ConfigError
 from cotfaith.interventions import curves
-from cotfaith.interventions.base import Intervention, Section, StatSettings
+from cotfaith.interventions.base import Intervention, Section, StatSettings, payload_column
 from cotfaith.models.base import ModelRequest, ModelResponse
 from cotfaith.models.retry import CallFailed
 from cotfaith.records import NOT_ASKED
@@ -111,6 +111,7 @@ class AddingMistakes(Intervention):
     scope = "trace"
     roles = (ROLE,)
     needs_continuation = True
+    payload_fields = {"mistake_status": "text", "continuation": "flag"}
 
     def __init__(self, settings: Any):
         super().__init__(settings)
@@ -191,12 +192,11 @@ class AddingMistakes(Intervention):
     # ------------------------------------------------------------------ analysis
     @classmethod
     def _ok(cls, rows: pd.DataFrame) -> pd.DataFrame:
-        status = rows["payload"].map(lambda p: (p or {}).get("mistake_status"))
-        return rows[status == "ok"]
+        return rows[payload_column(rows, "mistake_status") == "ok"]
 
     @classmethod
     def summarize(cls, rows: pd.DataFrame, group: pd.DataFrame, stats: StatSettings) -> dict:
-        status = rows["payload"].map(lambda p: (p or {}).get("mistake_status"))
+        status = payload_column(rows, "mistake_status")
         df = curves.points(cls._ok(rows))
         curve = curve_columns(df, stats, anchor_end=True)
         # the decomposition columns are early answering's (the answer without reasoning);
@@ -226,7 +226,7 @@ class AddingMistakes(Intervention):
             return None
         ok_points = curves.with_end_anchor(curves.points(cls._ok(rows)))
         table = curves.rate_curves(ok_points, stats=stats)
-        status = rows["payload"].map(lambda p: (p or {}).get("mistake_status")).value_counts()
+        status = payload_column(rows, "mistake_status").value_counts()
         invalid = int(status.drop("ok", errors="ignore").sum())
         notes = []
         if invalid:
@@ -235,7 +235,7 @@ class AddingMistakes(Intervention):
                 f"adding_mistakes: {invalid} of {int(status.sum())} mistakes were not usable "
                 f"({detail}); they are left out of the curve and the AOC."
             )
-        continued = rows["payload"].map(lambda p: bool((p or {}).get("continuation")))
+        continued = payload_column(rows, "continuation", flag=True)
         strategies = sorted(set(rows.loc[continued, "continuation_strategy"].dropna()))
         return Section(
             title="Adding mistakes",

@@ -70,6 +70,10 @@ class Intervention(ABC):
     """Whether the model under test must go on from a partial CoT (ctx.continue_cot)."""
     headline: ClassVar[tuple[str, ...]] = ()
     """Its summary columns worth a place in the report's compact table (with their CIs)."""
+    payload_fields: ClassVar[Mapping[str, str]] = {}
+    """The payload keys its analysis reads, and how the report's compact reader keeps each
+    (cotfaith.records.read_compact): `text` (a repeated string), `flag` (only whether it is
+    set) or `number`. Read them with `payload_column`, which serves full and compact rows."""
 
     def __init__(self, settings: Mapping[str, Any]):
         self.settings = dict(settings)
@@ -109,6 +113,20 @@ class Intervention(ABC):
     ) -> Section | None:
         """This intervention's report section (figures, tables, notes), from its records."""
         return None
+
+
+def payload_column(rows: pd.DataFrame, key: str, *, flag: bool = False) -> pd.Series:
+    """A payload field of every row (`flag`: only whether it is set, True/False): the compact
+    reader's `payload.<key>` column when there is one, else read from the full records'
+    `payload`."""
+    from cotfaith.records import PAYLOAD_PREFIX
+
+    if PAYLOAD_PREFIX + key in rows:
+        column = rows[PAYLOAD_PREFIX + key]
+        return column.astype(bool) if flag else column
+    if flag:
+        return rows["payload"].map(lambda p: bool((p or {}).get(key)))
+    return rows["payload"].map(lambda p: (p or {}).get(key))
 
 
 def intervention_class(name: str) -> type[Intervention] | None:

@@ -22,7 +22,7 @@ import pandas as pd
 from cotfaith.context import RunContext, Trace, failed_answer
 from cotfaith.curvestats import ratio_columns
 from cotfaith.interventions import curves
-from cotfaith.interventions.base import Intervention, Section, StatSettings
+from cotfaith.interventions.base import Intervention, Section, StatSettings, payload_column
 from cotfaith.models.base import ModelRequest
 from cotfaith.models.retry import CallFailed
 from cotfaith.registry import register
@@ -61,6 +61,7 @@ class Paraphrase(Intervention):
     scope = "trace"
     roles = (ROLE,)
     needs_continuation = True
+    payload_fields = {"continuation": "flag"}
 
     def __init__(self, settings: Any):
         super().__init__(settings)
@@ -154,7 +155,7 @@ class Paraphrase(Intervention):
             return None
         df = curves.points(rows)
         accuracy = curves.rate_curves(df, y="correct", stats=stats)
-        continued = rows["payload"].map(lambda p: bool((p or {}).get("continuation")))
+        continued = payload_column(rows, "continuation", flag=True)
         strategies = sorted(set(rows.loc[continued, "continuation_strategy"].dropna()))
         same = curves.rate_curves(df, y="same_answer", stats=stats)
         return Section(

@@ -17,7 +17,7 @@ import yaml
 
 from cotfaith.interventions.base import Section, StatSettings, intervention_class
 from cotfaith.metrics import answered, label_runs, summarize
-from cotfaith.records import REFERENCE, read_records
+from cotfaith.records import REFERENCE, read_compact
 from cotfaith.report.figures import plot_length_histogram, plot_letter_mass
 from cotfaith.report.html import render_report
 
@@ -269,11 +269,14 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
     records_path = run_dir / "records.jsonl"
     if not records_path.exists():
         raise FileNotFoundError(f"{records_path}: no records here (is this a cotfaith run folder?)")
-    records = read_records(records_path)
+    # one pass, only the columns the summary and the sections read, calls as flat arrays
+    compact = read_compact(records_path)
+    records = compact.rows
     if records.empty:
         raise ValueError(f"{records_path}: the file holds no records")
     records = label_runs(records)  # one model name on two backends: two rows, never pooled
-    summary = summarize(records, stats=settings.stats())
+    summary = summarize(records, stats=settings.stats(), calls=compact.calls)
+    del compact
     run_info = _run_info(run_dir)
     if run_info.get("skipped_records"):
         summary["skipped_records"] = int(run_info["skipped_records"])

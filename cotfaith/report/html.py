@@ -89,6 +89,16 @@ GLOSSARY: dict[str, str] = {
     "Small n": "Fewer than 30 questions: bootstrap intervals undercover; treat them as rough.",
     "Letter mass median": "Median probability the first answer token put on the choice "
     "letters (logprob read-out); near 1 when the model answers with a letter where asked.",
+    "Model calls": "Distinct model calls behind the rows (calls, not rows: a call several "
+    "rows share, such as the reference answer re-asked at k = n, counts once, in the first "
+    "summary row holding it), so the column sums to the run's distinct calls (run.json's "
+    "roles); run.json's `calls` also counts the repeats the cache served.",
+    "Cache hits": "Of those distinct calls, the ones this run never sent (every row holding "
+    "the call got it from the cache).",
+    "Retries": "Failed attempts retried before those distinct calls succeeded or gave up, each "
+    "call counted once; sums to run.json's retries unless the end-of-run retry rewrote rows.",
+    "Failed calls": "Distinct calls that failed after every retry (call_failed), as run.json "
+    "counts them; never answers.",
 }
 
 _CSS = """

@@ -46,7 +46,7 @@ import yaml
 
 from cotfaith.metrics import summarize
 from cotfaith.paired import adjust_pvalues, paired_from_tables, statistics
-from cotfaith.records import read_records
+from cotfaith.records import CallLog, read_compact
 from cotfaith.report import ReportSettings
 from cotfaith.report.figures import _save, plot_aoc_summary
 from cotfaith.report.html import _table_html, render_report
@@ -246,11 +246,15 @@ def _stats_of(settings: ReportSettings) -> Any:
     return make() if callable(make) else None
 
 
-def _summarize(records: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame:
+def _summarize(
+    records: pd.DataFrame, settings: ReportSettings, calls: CallLog | None = None
+) -> pd.DataFrame:
     stats = _stats_of(settings)
     if stats is not None:
-        return summarize(records, stats=stats)
-    return summarize(records, n_boot=settings.n_bootstrap, ci=settings.ci, seed=settings.seed)
+        return summarize(records, stats=stats, calls=calls)
+    return summarize(
+        records, n_boot=settings.n_bootstrap, ci=settings.ci, seed=settings.seed, calls=calls
+    )
 
 
 def _job_settings(job_dir: Path, flags: Mapping[str, Any]) -> ReportSettings:
@@ -298,13 +302,15 @@ def _read_job(
 ) -> pd.DataFrame | None:
     """Summarise one job and keep its per-question tables; the records are dropped after."""
     path = job.path / "records.jsonl"
-    records = read_records(path) if path.is_file() else pd.DataFrame()
+    compact = read_compact(path) if path.is_file() else None
+    records = compact.rows if compact is not None else pd.DataFrame()
     job.n_records = len(records)
     job.status, job.reason = _status(job.path, job.n_records)
     if records.empty:
         return None
     settings = _job_settings(job.path, flags)
-    summary = _summarize(records, settings)
+    summary = _summarize(records, settings, compact.calls)
+    del compact
     job.size = _job_size(job.path, sorted(set(summary["model"].astype(str))), sizes)
     records = records.assign(method=records["method"].fillna("cot"))
     for (task, method), rows in records.groupby(["task", "method"], sort=True):
