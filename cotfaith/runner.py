@@ -507,7 +507,7 @@ class _RetryPass:
                     row = json.loads(line)
                     if (row["task"], row["question_id"]) in self.questions:
                         for call in row.get("call_log") or ():
-                            if not call.get("cached") and call.get("cost_usd") is not None:
+                            if not call.get("cached"):
                                 fresh.setdefault(call["key"], call)
                         continue
                     final.write(Record(**row))
@@ -559,16 +559,26 @@ class _RetryPass:
 
 
 def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A retry row whose calls the first pass paid for (cache hits now): the first row that
-    holds each such call says it was paid for, so summing spent_usd still gives what the run
-    spent."""
+    """A retry row holding calls the first pass sent (in rows that were dropped): the first row
+    that holds each says what the run did for it, so summing the records still gives what the
+    run sent, spent and retried. A call the first pass paid for (a cache hit now) is marked
+    sent, with its cost and retries; the call that failed and was sent again adds the failed
+    attempts' retries to its own."""
     log_ = row.get("call_log") or []
-    if not any(c.get("cached") and c["key"] in fresh for c in log_):
+    if not any(c["key"] in fresh for c in log_):
         return row
     calls = []
     for c in log_:
-        paid = fresh.pop(c["key"], None) if c.get("cached") else None
-        calls.append({**c, "cached": False, "cost_usd": paid["cost_usd"]} if paid else c)
+        first = fresh.pop(c["key"], None)
+        if first is None:
+            calls.append(c)
+        elif c.get("cached"):  # paid for in the first pass, served by the cache now
+            calls.append(
+                {**c, "cached": False, "cost_usd": first.get("cost_usd"),
+                 "retries": first.get("retries", 0)}  # fmt: skip
+            )
+        else:  # failed in the first pass, sent again now
+            calls.append({**c, "retries": c.get("retries", 0) + first.get("retries", 0)})
     costs = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None]
     spent = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None and not c["cached"]]
     return {
@@ -576,6 +586,7 @@ def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[st
         "call_log": calls,
         "cache_hits": sum(bool(c.get("cached")) for c in calls),
         "cached": all(bool(c.get("cached")) for c in calls),
+        "retries": sum(c.get("retries", 0) for c in calls),
         "spent_usd": sum(spent) if spent else (0.0 if costs else None),
     }
 

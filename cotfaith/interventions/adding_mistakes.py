@@ -121,6 +121,15 @@ class AddingMistakes(Intervention):
         self.seed = int(self.settings.get("seed", 0))
         self.temperature = float(self.settings.get("temperature", 1.0))
         self.max_tokens = int(self.settings.get("max_tokens", 100))
+        for key, value, least in (
+            ("n_random", self.n_random, 0),
+            ("temperature", self.temperature, 0),
+            ("max_tokens", self.max_tokens, 1),
+        ):
+            if not value >= least:  # also refuses nan
+                raise ConfigError(
+                    f"intervention.adding_mistakes.{key} must be >= {least}, got {value}"
+                )
 
     async def run_trace(self, ctx: RunContext, trace: Trace) -> None:
         n = trace.n_steps

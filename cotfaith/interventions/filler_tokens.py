@@ -51,6 +51,10 @@ class FillerTokens(Intervention):
             raise ConfigError(f"intervention.filler_tokens.step must be >= 1, got {self.step}")
         cap = self.settings.get("max_filler")
         self.max_filler = None if cap is None else int(cap)
+        if self.max_filler is not None and self.max_filler < 0:
+            raise ConfigError(
+                f"intervention.filler_tokens.max_filler must be >= 0 (or null), got {cap}"
+            )
 
     def lengths(self, traces: list[Trace]) -> list[int]:
         longest = max((t.tokens for t in traces), default=0)

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+# Reports are drawn headless with Agg whatever the environment says: an MPLBACKEND matplotlib
+# does not know makes its import fail (before figures.py could choose Agg)
+os.environ["MPLBACKEND"] = "Agg"
+
+import pandas as pd  # noqa: E402
 import yaml
 
 from cotfaith.interventions.base import Section, StatSettings, intervention_class

@@ -253,7 +253,6 @@ LEFT = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="accepted silently (cotfaith/interventions/, not ours)")
 @pytest.mark.parametrize("overrides, key", LEFT, ids=[i[0][1] for i in LEFT])
 def test_negative_intervention_counts_name_the_key(overrides, key):
     cfg = compose(*overrides)

@@ -273,7 +273,6 @@ CLI = [
         EXIT_OK,
         (),
         {"MPLBACKEND": "no_such_backend"},
-        xfail="matplotlib refuses the backend at import (cotfaith/report/figures.py, not ours)",
     ),
 ]
 env_pool = pool_fixture(CLI, "test_the_environment_on_the_command_line")
