@@ -134,7 +134,7 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process `pid` runs on this machine (signal 0 checks without sending anything)."""
     if pid == os.getpid():
         return True
@@ -264,7 +264,7 @@ class RequestCache(ProbeStore):
         for holder in holders:
             their_host, _, rest = holder.partition(":")
             pid = rest.partition(":")[0]
-            if their_host == host and pid.isdigit() and not _alive(int(pid)):
+            if their_host == host and pid.isdigit() and not process_alive(int(pid)):
                 with self._failing("free a dead run's claims"):
                     self._db.execute("DELETE FROM claims WHERE holder = ?", (holder,))
 

@@ -21,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from cotfaith.budget import Budget
-from cotfaith.cache import CachedModel, CacheMode, RequestCache
+from cotfaith.cache import CachedModel, CacheMode, RequestCache, process_alive
 from cotfaith.context import MODEL, Role, RunContext, Sampling, Trace
 from cotfaith.continuation import choose_continuation
 from cotfaith.dryrun import DryRunModel
@@ -138,7 +138,7 @@ class RunFolder:
             fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             holder = self._holder()
-            if holder is not None and _alive(holder):
+            if holder is not None and process_alive(holder):
                 raise ConfigError(
                     f"run folder {out_dir} is in use by another cotfaith run (pid {holder}); "
                     "choose another folder (hydra.run.dir=...)"
@@ -171,16 +171,6 @@ class RunFolder:
         self.lock.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def run_async(

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakeapi import ServerProcess
+from tests.test_backends import ANSWER_FIELDS
 from tests.helpers import load_records, run_cli
 
 KEY = "sk-test-CAMPAIGN-key-never-written-0123456789"
@@ -50,21 +51,6 @@ RETRY = (
     "model.retry_max=0.2",
 )
 SERVER = ("--stall-seconds", "3", "--trickle-seconds", "3", "--retry-after", "0.05")
-# what a backend must not change: the model's answers at every condition point
-ANSWER_FIELDS = (
-    "task",
-    "question_id",
-    "sample",
-    "intervention",
-    "condition",
-    "n_steps",
-    "k",
-    "answer",
-    "original_answer",
-    "same_answer",
-    "correct",
-    "parse_status",
-)
 
 
 def answers(run_dir: Path) -> list[tuple]:
