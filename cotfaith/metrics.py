@@ -278,25 +278,37 @@ def _call_columns(calls: CallLog, rank: np.ndarray, n: int) -> list[dict[str, An
     # a cache hit: every record holding the call got it from the cache (this run never sent
     # it), whichever of them is met first
     hit = np.zeros(len(calls), dtype=bool)
+    # what the run did for the call, from every record holding it (not only the first met,
+    # which may be a copy another row's send shared): the retries its send needed (rows that
+    # share one send all say the same; a copy from the cache says 0) and its cost where known
+    retries = np.zeros(len(calls), dtype=np.int64)
+    cost = np.full(len(calls), np.nan)
     if len(order):
         hit[first] = np.minimum.reduceat(calls.cached[order].astype(np.int8), starts) > 0
+        retries[first] = np.maximum.reduceat(calls.counts["retries"][order], starts)
+        cost[first] = np.fmax.reduceat(calls.cost_usd[order], starts)
     by = np.lexsort((first, occ_rank[first]))
     first = first[by]
     bounds = np.searchsorted(occ_rank[first], np.arange(n + 1))
+    per_key = (hit, retries, cost)
     return [
-        _fresh_columns(calls, first[bounds[r] : bounds[r + 1]], hit, bool(priced_any[r]))
+        _fresh_columns(calls, first[bounds[r] : bounds[r + 1]], per_key, bool(priced_any[r]))
         for r in range(n)
     ]
 
 
 def _fresh_columns(
-    calls: CallLog, sel: np.ndarray, hit: np.ndarray, priced_any: bool
+    calls: CallLog,
+    sel: np.ndarray,
+    per_key: tuple[np.ndarray, np.ndarray, np.ndarray],
+    priced_any: bool,
 ) -> dict[str, Any]:
-    cost, cached = calls.cost_usd[sel], calls.cached[sel]
+    hit, retries, key_cost = per_key
+    cost, cached = key_cost[sel], hit[sel]
     out: dict[str, Any] = {
         "calls": len(sel),
         "cache_hits": int(hit[sel].sum()),
-        "retries": int(calls.counts["retries"][sel].sum()),
+        "retries": int(retries[sel].sum()),
     }
     for col in TOKEN_COLUMNS:
         out[col] = int(calls.counts[col][sel].sum())

@@ -75,6 +75,8 @@ class RunResult:
     priced: bool = True
     """Every role's model has a price (else spending is unknown, not $0)."""
     retried_failed_calls: int = 0
+    preflight_retries: int = 0
+    """Retries of the checks before the run (model check, probes): in no record."""
     """Failed calls sent again by the end-of-run retry (retry_failed_at_end); `failed_calls`
     counts those that still failed."""
 
@@ -498,7 +500,7 @@ class _RetryPass:
                     if (row["task"], row["question_id"]) in self.questions:
                         for call in row.get("call_log") or ():
                             if not call.get("cached"):
-                                fresh.setdefault(call["key"], call)
+                                _sent(fresh, call)
                         continue
                     final.write(Record(**row))
             with self.writer.path.open(encoding="utf-8") as fh:
@@ -548,6 +550,19 @@ class _RetryPass:
             path.unlink(missing_ok=True)
 
 
+def _sent(fresh: dict[str, dict[str, Any]], call: dict[str, Any]) -> None:
+    """Fold a first-pass entry of `call` into `fresh`: rows that shared one send (a failure
+    too) all hold it, so its retries are the most any entry says (as the summary counts them),
+    and its cost is the one any entry knew (a failed send has none)."""
+    seen = fresh.get(call["key"])
+    if seen is None:
+        fresh[call["key"]] = dict(call)
+        return
+    seen["retries"] = max(seen.get("retries", 0), call.get("retries", 0))
+    if seen.get("cost_usd") is None:
+        seen["cost_usd"] = call.get("cost_usd")
+
+
 def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A retry row holding calls the first pass sent (in rows that were dropped): the first row
     that holds each says what the run did for it, so summing the records still gives what the
@@ -567,8 +582,13 @@ def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[st
                 {**c, "cached": False, "cost_usd": first.get("cost_usd"),
                  "retries": first.get("retries", 0)}  # fmt: skip
             )
-        else:  # failed in the first pass, sent again now
-            calls.append({**c, "retries": c.get("retries", 0) + first.get("retries", 0)})
+        else:  # failed (or came back empty) in the first pass, sent again now
+            cost = c.get("cost_usd")
+            if first.get("cost_usd") is not None:  # both sends were paid for
+                cost = (cost or 0.0) + first["cost_usd"]
+            calls.append(
+                {**c, "retries": c.get("retries", 0) + first.get("retries", 0), "cost_usd": cost}
+            )
     costs = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None]
     spent = [c["cost_usd"] for c in calls if c.get("cost_usd") is not None and not c["cached"]]
     return {
@@ -597,6 +617,9 @@ def run_status(result: RunResult, stopped: BaseException | None, max_failed_shar
 
 def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[_Backend]):
     retries, reasons, notices = 0, {}, []
+    preflight = sum(
+        getattr(getattr(b.model, "preflight_stats", None), "retries", 0) for b in backends
+    )
     for b in backends:
         stats = getattr(b.model, "retry_stats", None)
         if stats is not None:
@@ -616,6 +639,7 @@ def _result(out_dir: Path, started: float, writer: RecordWriter, backends: list[
         spent_usd=clients[0].budget.spent,
         retries=retries,
         retry_reasons=reasons,
+        preflight_retries=preflight,
         failed_calls=len(writer.failed_keys),
         failed_rows=writer.failed,
         answers=writer.answers,
@@ -655,6 +679,7 @@ def write_run_json(
         "failed_calls": result.failed_calls,
         "failed_rows": result.failed_rows,
         "retried_failed_calls": result.retried_failed_calls,
+        "preflight_retries": result.preflight_retries,
         "answers": result.answers,
         "notices": result.notices,
         "answer_strategy": ctx.reader.strategy,

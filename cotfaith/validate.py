@@ -79,7 +79,10 @@ def credential_error(overrides: list[str]) -> str | None:
         if last == "api_key_env":
             # a sweep may list several names: each must be a variable name (or null), so a key
             # of a shape no pattern knows (a local gateway's, say) never reaches Hydra
-            names = [v.strip() for v in value.strip("[]()").split(",")]
+            listed = value.strip()
+            if listed.startswith("choice(") and listed.endswith(")"):
+                listed = listed[len("choice(") : -1]
+            names = [v.strip().strip("'\"") for v in listed.strip("[]").split(",")]
             if looks_like_key(value) or not all(_ENV_NAME.match(n) or n in _NULLS for n in names):
                 return (
                     f"{key}: takes the NAME of an environment variable (letters, digits and _), "

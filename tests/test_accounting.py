@@ -160,7 +160,9 @@ def test_summary_counts_distinct_calls_and_their_retries_as_run_json_does(
     key = "sk-test-accounting"
     monkeypatch.setenv("OPENAI_API_KEY", key)
     with ServerThread(make_openai_app(key=key, models=("fake-gpt",))) as srv:
-        srv.state.faults = Faults(rate=0.3, kinds=("500",), seed=1)
+        # faults in the run's calls only: a probe's retries are in run.json's
+        # preflight_retries, never in a record
+        srv.state.faults = Faults(rate=0.3, kinds=("500",), seed=1, phases=("generation",))
         result = run(
             [
                 "model=openai",
@@ -183,10 +185,12 @@ def test_summary_counts_distinct_calls_and_their_retries_as_run_json_does(
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     first: dict[str, dict[str, Any]] = {}
     holders: Counter[str] = Counter()
+    most: Counter[str] = Counter()
     for row in rows:
         for call in row["call_log"]:
             first.setdefault(call["key"], call)
             holders[call["key"]] += 1
+            most[call["key"]] = max(most[call["key"]], call["retries"])
     failed = {r["request_key"] for r in rows if r["parse_status"] == "call_failed"}
     # the case the rows got wrong is there: retried calls held by several rows
     assert any(c["retries"] and holders[k] > 1 for k, c in first.items())
@@ -196,19 +200,19 @@ def test_summary_counts_distinct_calls_and_their_retries_as_run_json_does(
     s = summarize(compact.rows, n_boot=10, calls=compact.calls)
     pd.testing.assert_frame_equal(s, summarize(read_records(path), n_boot=10))
     run_json = result.run
-    assert s["retries"].sum() == run_json["retries"] == sum(c["retries"] for c in first.values())
-    assert run_json["retries"] > 0 and run_json["failed_calls"] > 0
+    # each distinct call's retries once (rows sharing it say the same); run.json counts every
+    # request's, and a failed call asked for again later is a second request of one call
+    assert s["retries"].sum() == sum(most.values()) <= run_json["retries"]
+    assert run_json["retries"] > 0 and (at_end or run_json["failed_calls"] > 0)
     assert s["failed_calls"].sum() == run_json["failed_calls"] == len(failed)
     assert s["calls"].sum() == len(first) == sum(r["calls"] for r in run_json["roles"].values())
     # run.json's calls are requests made (a repeat served by the cache included; a failed
     # call sent again at the end is a second request of one call)
     sent = s["calls"].sum() - s["cache_hits"].sum()
     requested = run_json["calls"] - run_json["cache_hits"]
-    if not at_end:
-        assert sent == requested
-    else:
-        resent = run_json["retried_failed_calls"]
-        assert resent > 0  # the case is there: failed calls were sent again
-        # each failed call was sent again at the end; one another row asked for while it was
-        # failing (not in flight: failures are never cached) was sent once more in between
-        assert sent + resent <= requested <= sent + 2 * resent
+    # a failed call is never cached: another row asking for it later sends it again (one
+    # call, two requests), and so does the end-of-run retry
+    assert sent <= requested
+    if at_end:
+        assert run_json["retried_failed_calls"] > 0  # the case is there
+        assert sent + run_json["retried_failed_calls"] <= requested

@@ -176,8 +176,8 @@ CAMPAIGNS = {
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "kill"),
-    # one campaign is killed half-way: its rerun waits for the killed process's claims on the
-    # calls it had in flight to expire (up to cache.CLAIM_TTL = 30 s), so the other is not
+    # one campaign is killed half-way and resumed (its rerun frees the killed process's cache
+    # claims at open); the other runs to the end and is run again
     [("openai_compatible", True), ("anthropic", False)],
 )
 def test_a_run_under_60_percent_faults_loses_nothing_caches_no_failure_pays_once(

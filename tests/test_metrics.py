@@ -510,3 +510,31 @@ def test_summarize_counts_distinct_calls_once_in_the_first_summary_row():
     assert out.loc["truncation", "mistake_model_calls"] == 1
     assert out["cost_usd"].sum() == pytest.approx(0.5 * 7)
     assert out["cost_usd_this_run"].sum() == pytest.approx(0.5 * 7)
+
+
+def test_a_call_met_first_as_a_shared_copy_counts_what_its_send_did():
+    """The first row holding a call may hold the copy another row's send shared (in flight):
+    the call was still sent, retried and paid for by this run."""
+
+    def call(retries: int, cached: bool) -> dict:
+        return dict(
+            key="K",
+            role="model",
+            cached=cached,
+            input_tokens=10,
+            output_tokens=1,
+            cached_input_tokens=0,
+            reasoning_tokens=0,
+            cost_usd=1.0,
+            retries=retries,
+        )
+
+    ref = ref_rows("q1", ["A"])
+    ref[0]["call_log"] = []
+    trunc = cot_rows("q1", [0, 1])
+    for row, entry in zip(trunc, [call(0, cached=True), call(2, cached=False)], strict=True):
+        row["call_log"] = [entry]
+    out = summarize(frame(ref, trunc), n_boot=10).set_index("intervention")
+    row = out.loc["truncation"]
+    assert (row["calls"], row["cache_hits"], row["retries"]) == (1, 0, 2)
+    assert row["cost_usd_this_run"] == pytest.approx(1.0)

@@ -87,9 +87,14 @@ def redact(text: str, key: str | None = None) -> str:
     if key and key != "EMPTY":
         text = text.replace(key, "[redacted]")
         if len(key) >= 12:
-            # a partial echo that keeps the key's head or tail
-            for part in (key[:8], key[-8:]):
-                text = re.sub(re.escape(part) + r"[^\s'\"]*|[^\s'\"]*" + re.escape(part), "[redacted]", text)
+            # a masked echo that keeps the key's head or tail ("gw-local****d05e"); only masked
+            # tokens, so a person's key such as "sk-no-key-required" blanks no other words
+            head, tail = re.escape(key[:6]), re.escape(key[-4:])
+            text = re.sub(
+                rf"\S*(?:{head}|{tail})\S*",
+                lambda m: "[redacted]" if re.search(r"\*{2,}|\.{3}|\u2026", m.group()) else m.group(),
+                text,
+            )
     text = _MASKED.sub("[redacted]", text)
     return _KEYLIKE.sub("[redacted]", text)
 
@@ -171,6 +176,9 @@ class ApiModel(Model):
         )
         self.limiter = RateLimiter(cfg.get("requests_per_minute"), cfg.get("tokens_per_minute"))
         self.retry_stats = RetryStats()
+        """Retries of the run's calls (each in some record); the checks before it count in
+        preflight_stats, so the records' retries add up to these."""
+        self.preflight_stats = RetryStats()
         self.pacer = Pacer(self.concurrency)
         """Shared by every call of this backend: the server's pauses and the adaptive window."""
         self.notices: list[str] = []
@@ -332,7 +340,7 @@ class ApiModel(Model):
             return await with_retries(
                 lambda: self.within_deadline(call),
                 policy,
-                self.retry_stats,
+                self.preflight_stats,
                 self.pacer,
                 lambda: f"{self.provider}/{self.name} {what}",
             )

@@ -109,7 +109,7 @@ class ChatTemplate:
         if self.text is None:
             return "chatml"  # as before, so existing completion-mode caches stay valid
         parts = [self.text, self.bos_token, self.eos_token]
-        if self.dated:
+        if self.dated and self.today is not None:
             parts.append(self.today)  # the date is in the prompt, so in the key
         payload = json.dumps(parts, ensure_ascii=False)
         return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()

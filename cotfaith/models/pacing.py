@@ -55,7 +55,11 @@ class Pacer:
         while True:
             delay = self.until - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    self._wake()  # we may have been woken for a place: let another have it
+                    raise
                 continue
             if self.in_flight < self.limit:
                 self.in_flight += 1
@@ -83,12 +87,14 @@ class Pacer:
                 # halve, but not below the attempts the server is still working on: refusals
                 # come back fast, successes slowly, so with one place too many the record
                 # fills with refusals and halving would undershoot the server's capacity
-                self.window = max(1, min(self.window - 1, max(self.window // 2, self.in_flight)))
-                self._recent.clear()
-                self._credit = 0
-                self.epoch += 1
-                self.cuts += 1
-                self.lowest = min(self.lowest, self.window)
+                narrower = max(1, min(self.window - 1, max(self.window // 2, self.in_flight)))
+                if narrower < self.window:  # (a window of one has nowhere to go)
+                    self.window = narrower
+                    self._recent.clear()
+                    self._credit = 0
+                    self.epoch += 1
+                    self.cuts += 1
+                    self.lowest = min(self.lowest, self.window)
         if not rate_limited and self.window < self.ceiling:
             self._credit += 1
             if self._credit >= self.window:

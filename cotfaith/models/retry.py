@@ -232,14 +232,15 @@ async def with_retries(
     history: list[str] = []
     while True:
         epoch = await pacer.acquire()
+        released = False
         try:
             result = await call()
         except asyncio.CancelledError:
-            pacer.release(epoch)
             raise
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised if final
             verdict = classify(exc)
             pacer.release(epoch, rate_limited=verdict is not None and verdict[0] == "429")
+            released = True
             history.append(describe_failure(exc))
             if verdict is None:
                 raise CallFailed(
@@ -272,5 +273,7 @@ async def with_retries(
             attempt += 1
             await asyncio.sleep(wait)
         else:
-            pacer.release(epoch)
             return result
+        finally:
+            if not released:  # success, cancellation, or anything else: the place goes back
+                pacer.release(epoch)

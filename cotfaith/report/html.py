@@ -96,7 +96,8 @@ GLOSSARY: dict[str, str] = {
     "Cache hits": "Of those distinct calls, the ones this run never sent (every row holding "
     "the call got it from the cache).",
     "Retries": "Failed attempts retried before those distinct calls succeeded or gave up, each "
-    "call counted once; sums to run.json's retries unless the end-of-run retry rewrote rows.",
+    "call counted once. run.json's retries count every request's (a failed call asked for "
+    "again is a second request) and its preflight_retries the checks before the run.",
     "Failed calls": "Distinct calls that failed after every retry (call_failed), as run.json "
     "counts them; never answers.",
 }
