@@ -216,3 +216,17 @@ def test_summary_counts_distinct_calls_and_their_retries_as_run_json_does(
     if at_end:
         assert run_json["retried_failed_calls"] > 0  # the case is there
         assert sent + run_json["retried_failed_calls"] <= requested
+
+
+def test_the_end_of_run_retry_keeps_a_known_cost_when_a_send_failed_first():
+    """A call that failed in one row and was sent by a later row (failures are never cached),
+    then served from the cache in the retry round: its cost and retries are kept."""
+    from cotfaith.runner import _paid_once, _sent
+
+    fresh: dict[str, dict[str, Any]] = {}
+    _sent(fresh, {"key": "K", "cached": False, "cost_usd": None, "retries": 1})
+    _sent(fresh, {"key": "K", "cached": False, "cost_usd": 0.25, "retries": 0})
+    row = {"call_log": [{"key": "K", "cached": True, "cost_usd": 0.25, "retries": 0}]}
+    out = _paid_once(row, fresh)
+    assert out["call_log"][0] == {"key": "K", "cached": False, "cost_usd": 0.25, "retries": 1}
+    assert (out["spent_usd"], out["retries"], out["cache_hits"]) == (0.25, 1, 0)

@@ -448,6 +448,11 @@ def test_error_text_is_scrubbed_of_anything_key_like():
     assert "abcd" not in redact(text) and "[redacted]" in redact(text)
     assert KEY not in redact(f"failed with {KEY}", KEY)
     assert redact("answer is (B)") == "answer is (B)"
+    # a key of any shape, echoed masked, is scrubbed; its head or tail elsewhere is not touched
+    gateway = "gw-local-7f3a9c2e1b44d05e"
+    assert redact("bad key gw-local*************d05e", gateway) == "bad key [redacted]"
+    chosen = "sk-no-key-required"  # llama.cpp's documented placeholder
+    assert redact("field 'messages' is required", chosen) == "field 'messages' is required"
 
 
 def test_a_transient_fault_at_start_up_is_retried(tmp_path, openai_server, anthropic_server):

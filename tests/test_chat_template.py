@@ -4,6 +4,7 @@ loopback servers), Hugging Face Jinja templates, and where templates are found."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -332,6 +333,9 @@ def test_a_dated_template_renders_its_pinned_date_and_keys_it() -> None:
     assert july.key != ChatTemplate(DATED, today="2024-07-27").key
     assert dataclasses.replace(SMOL, today="2024-07-26").key == SMOL.key
     assert ChatTemplate.from_dict(july.to_dict()) == july
+    # not yet pinned (a cache from before dates were pinned): keyed as it was then
+    old = json.dumps([DATED, "", ""], ensure_ascii=False).encode("utf-8")
+    assert ChatTemplate(DATED).key == "sha256:" + hashlib.sha256(old).hexdigest()
 
 
 def test_a_rerun_or_replay_on_another_day_renders_the_first_runs_date(tmp_path: Path) -> None:

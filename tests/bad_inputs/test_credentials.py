@@ -43,6 +43,8 @@ def test_credentials_on_the_command_line_are_refused(override):
 
 ORDINARY = [
     "model.api_key_env=OPENAI_API_KEY",
+    "model.api_key_env=choice(OPENAI_API_KEY,OTHER_KEY)",
+    "model.api_key_env='MY_KEY'",
     "task.n_questions=5",
     "model.name=gpt-4o-mini",
     "cache.path=outputs/key_cache.sqlite",
