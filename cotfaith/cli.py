@@ -127,9 +127,14 @@ def _has_records(out_dir: Path) -> bool:
     return path.exists() and path.stat().st_size > 0
 
 
+STARTED: list[Path] = []
+"""Run folders of this process's runs, once started (for what an interruption says)."""
+
+
 def run(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
+    STARTED.append(out_dir)
     launch_dir = Path(hc.runtime.cwd)
     try:
         overrides = [str(o) for o in hc.overrides.task]
@@ -358,6 +363,20 @@ def check_overrides(
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:
+        # Ctrl-C outside a run's own handling (in `run`): composing the config, the checks, or
+        # the report after it
+        if STARTED:
+            said = f"every finished record is kept in {STARTED[-1]}"
+        else:
+            said = "before the run started; nothing was run"
+        print(f"cotfaith: interrupted ({said})", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _main() -> None:
     argv = sys.argv[1:]
     if "--version" in argv:
         print(f"cotfaith {cotfaith_version()}")

@@ -412,7 +412,15 @@ def test_ctrl_c_keeps_records_writes_the_report_and_says_how_to_resume(tmp_path)
     ]
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # as in a terminal: a suite started in the background by a non-interactive shell (CI
+        # scripts run with `&`) ignores SIGINT, and its children would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     records = tmp_path / "out" / "records.jsonl"
     deadline = time.monotonic() + 120
@@ -427,3 +435,23 @@ def test_ctrl_c_keeps_records_writes_the_report_and_says_how_to_resume(tmp_path)
     assert kept and all(json.loads(line) for line in kept)  # every kept row is whole
     assert (tmp_path / "out" / "report.html").is_file()
     assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
+    """Ctrl-C while cotfaith imports its libraries or composes the config (the first second or
+    two): one line, exit 130, nothing written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cotfaith", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(0.3)  # importing takes over a second: well before the run
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err
+    assert not (tmp_path / "out" / "records.jsonl").exists()
