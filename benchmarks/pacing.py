@@ -90,7 +90,9 @@ def same_sequence(args: argparse.Namespace) -> None:
                 f"{model.retry_stats.retries} retries, window low {model.pacer.lowest}"
             )
     ratio = times["429_retry_after"] / times["500"]
-    print(f"same fault sequence: time(429, Retry-After 0) / time(500) = {ratio:.2f} (<= 1.0 wanted)")
+    print(
+        f"same fault sequence: time(429, Retry-After 0) / time(500) = {ratio:.2f} (<= 1.0 wanted)"
+    )
 
 
 def capacity_app(capacity: int, latency: float, retry_after: str | None) -> web.Application:

@@ -173,8 +173,6 @@ class RunFolder:
         self.lock.unlink(missing_ok=True)
 
 
-
-
 async def run_async(
     cfg: Any, out_dir: Path, launch_dir: Path, overrides: list[str] | None = None
 ) -> RunResult:
@@ -579,8 +577,12 @@ def _paid_once(row: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> dict[st
             calls.append(c)
         elif c.get("cached"):  # paid for in the first pass, served by the cache now
             calls.append(
-                {**c, "cached": False, "cost_usd": first.get("cost_usd"),
-                 "retries": first.get("retries", 0)}  # fmt: skip
+                {
+                    **c,
+                    "cached": False,
+                    "cost_usd": first.get("cost_usd"),
+                    "retries": first.get("retries", 0),
+                }
             )
         else:  # failed (or came back empty) in the first pass, sent again now
             cost = c.get("cost_usd")

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakeapi import ServerProcess
-from tests.test_backends import ANSWER_FIELDS
 from tests.helpers import load_records, run_cli
+from tests.test_backends import ANSWER_FIELDS
 
 KEY = "sk-test-CAMPAIGN-key-never-written-0123456789"
 ENV = {"OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY}

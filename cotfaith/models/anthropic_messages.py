@@ -24,9 +24,9 @@ from cotfaith.models.api import (
     ApiModelConfig,
     continuation_verdict,
     describe_verdict,
+    read_reply,
 )
 from cotfaith.models.base import Capabilities, ModelRequest, ModelResponse, ProbeStore, Usage
-from cotfaith.models.retry import BadResponse
 from cotfaith.registry import register
 
 
@@ -101,15 +101,7 @@ class AnthropicMessages(ApiModel):
             # read by the loopback test servers)
             options={"headers": {"x-cotfaith-sample": str(request.sample_index)}},
         )
-        try:
-            return _response(data)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-            # a 200 with anything in it (a proxy's page, a half-compatible server): the
-            # server's fault, retried like a cut body, never a crash of the run
-            raise BadResponse(
-                f"a reply from {self.where()}/v1/messages not in the API's shape "
-                f"({type(e).__name__}: {e}): {str(data)[:120]}"
-            ) from None
+        return read_reply(data, f"{self.where()}/v1/messages", _response)
 
     # ------------------------------------------------------------------ preflight hooks
     async def check_model(self) -> None:

@@ -21,9 +21,10 @@ from omegaconf import MISSING
 
 from cotfaith.errors import CacheMiss, ConfigError
 from cotfaith.models.base import Message, Model, ModelRequest, ModelResponse, ProbeStore
-from cotfaith.models.ratelimit import RateLimiter
 from cotfaith.models.pacing import Pacer
+from cotfaith.models.ratelimit import RateLimiter
 from cotfaith.models.retry import (
+    BadResponse,
     CallFailed,
     CallTimeout,
     RetryPolicy,
@@ -81,6 +82,7 @@ except ImportError:  # pragma: no cover - aiohttp is a dependency, but stay usab
 _KEYLIKE = re.compile(r"\b(?:sk|sk-ant|sk-proj|key)-[A-Za-z0-9_*\-]{6,}")
 # a masked echo ("gw-local*********d05e", "sk-ab...****xyz") of a key of any shape
 _MASKED = re.compile(r"[A-Za-z0-9_\-.]*\*{3,}[A-Za-z0-9_\-.]*")
+_MASK = re.compile(r"\*{2,}|\.{3}|\u2026")
 
 
 def redact(text: str, key: str | None = None) -> str:
@@ -92,11 +94,24 @@ def redact(text: str, key: str | None = None) -> str:
             head, tail = re.escape(key[:6]), re.escape(key[-4:])
             text = re.sub(
                 rf"\S*(?:{head}|{tail})\S*",
-                lambda m: "[redacted]" if re.search(r"\*{2,}|\.{3}|\u2026", m.group()) else m.group(),
+                lambda m: "[redacted]" if _MASK.search(m.group()) else m.group(),
                 text,
             )
     text = _MASKED.sub("[redacted]", text)
     return _KEYLIKE.sub("[redacted]", text)
+
+
+def read_reply(data: Any, url: str, read: Callable[[Any], ModelResponse]) -> ModelResponse:
+    """`read(data)`: a reply in the API's shape, else BadResponse (retried, like a cut body).
+    A proxy or a half-compatible server can answer 200 with anything: the server's fault, not
+    a bug of ours to stop the run for."""
+    try:
+        return read(data)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+        raise BadResponse(
+            f"a reply from {url} not in the API's shape ({type(e).__name__}: {e}): "
+            f"{str(data)[:120]}"
+        ) from None
 
 
 # ------------------------------------------------------------------ verified continuation

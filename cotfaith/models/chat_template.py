@@ -21,7 +21,6 @@ such as SmolLM2's, parses too: its default system turn comes back as a system me
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os

@@ -38,6 +38,7 @@ from cotfaith.models.api import (
     ApiModelConfig,
     continuation_verdict,
     describe_verdict,
+    read_reply,
     redact,
 )
 from cotfaith.models.base import (
@@ -195,7 +196,7 @@ class OpenAIChat(ApiModel):
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, 20)
         data = await self._post("/chat/completions", body)
-        return _read(data, "/chat/completions", self.where(), _chat_response)
+        return read_reply(data, f"{self.where()}/chat/completions", _chat_response)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST through the SDK's documented raw-request path (`client.post`).
@@ -226,7 +227,7 @@ class OpenAIChat(ApiModel):
         if request.top_logprobs:
             body["logprobs"] = min(request.top_logprobs, 20)
         data = await self._post("/completions", body)
-        return _read(data, "/completions", self.where(), _completion_response)
+        return read_reply(data, f"{self.where()}/completions", _completion_response)
 
     # ------------------------------------------------------------------ preflight
     async def check_model(self) -> None:
@@ -493,7 +494,9 @@ def _chat_response(data: dict[str, Any]) -> ModelResponse:
 def _completion_response(data: dict[str, Any]) -> ModelResponse:
     choice = data["choices"][0]
     lp = choice.get("logprobs") or {}
-    top = {str(t): float(v) for t, v in lp["top_logprobs"][0].items()} if lp.get("top_logprobs") else None
+    top = None
+    if lp.get("top_logprobs"):
+        top = {str(t): float(v) for t, v in lp["top_logprobs"][0].items()}
     text = choice.get("text") or ""
     if not isinstance(text, str):
         raise TypeError(f"text is {type(text).__name__}, not text")
@@ -503,19 +506,6 @@ def _completion_response(data: dict[str, Any]) -> ModelResponse:
         finish_reason=choice.get("finish_reason"),
         usage=_usage(data.get("usage")),
     )
-
-
-def _read(data: dict[str, Any], path: str, where: str, read: Any) -> ModelResponse:
-    """A reply in the API's shape, else BadResponse (retried, like a cut body): a proxy or a
-    half-compatible server can answer 200 with anything, and that is the server's fault, not
-    a bug of ours to stop the run for."""
-    try:
-        return read(data)
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
-        raise BadResponse(
-            f"a reply from {where}{path} not in the API's shape ({type(e).__name__}: {e}): "
-            f"{str(data)[:120]}"
-        ) from None
 
 
 def _usage(u: dict[str, Any] | None) -> Usage:

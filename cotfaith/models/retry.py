@@ -46,9 +46,7 @@ class RetryStats:
 class CallFailed(Exception):
     """A call that still failed after every retry (or failed in a way no retry fixes)."""
 
-    def __init__(
-        self, message: str, reason: str, attempts: int, history: list[str] | None = None
-    ):
+    def __init__(self, message: str, reason: str, attempts: int, history: list[str] | None = None):
         super().__init__(message)
         self.reason = reason
         self.attempts = attempts
@@ -123,13 +121,15 @@ def connection_refused(exc: BaseException) -> bool:
     return _in_chain(exc, lambda e: isinstance(e, ConnectionRefusedError))
 
 
+_DISCONNECTS = ("ServerDisconnectedError", "RemoteProtocolError", "ClientPayloadError")
+
+
 def disconnected(exc: BaseException) -> bool:
     """Whether the server closed the connection without a (whole) reply: aiohttp's
     ServerDisconnectedError or a reset, which the SDKs also report as a timeout."""
     return _in_chain(
         exc,
-        lambda e: isinstance(e, ConnectionResetError)
-        or type(e).__name__ in ("ServerDisconnectedError", "RemoteProtocolError", "ClientPayloadError"),
+        lambda e: isinstance(e, ConnectionResetError) or type(e).__name__ in _DISCONNECTS,
     )
 
 
