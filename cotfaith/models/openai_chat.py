@@ -480,15 +480,7 @@ def _chat_response(data: dict[str, Any]) -> ModelResponse:
         top = {}
         for alt in content[0].get("top_logprobs") or []:
             top[alt["token"]] = max(float(alt["logprob"]), top.get(alt["token"], float("-inf")))
-    text = (choice.get("message") or {}).get("content") or ""
-    if not isinstance(text, str):
-        raise TypeError(f"message.content is {type(text).__name__}, not text")
-    return ModelResponse(
-        text=text,
-        top_logprobs=top,
-        finish_reason=choice.get("finish_reason"),
-        usage=_usage(data.get("usage")),
-    )
+    return _reply(data, (choice.get("message") or {}).get("content"), top, "message.content")
 
 
 def _completion_response(data: dict[str, Any]) -> ModelResponse:
@@ -497,13 +489,21 @@ def _completion_response(data: dict[str, Any]) -> ModelResponse:
     top = None
     if lp.get("top_logprobs"):
         top = {str(t): float(v) for t, v in lp["top_logprobs"][0].items()}
-    text = choice.get("text") or ""
+    return _reply(data, choice.get("text"), top, "text")
+
+
+def _reply(
+    data: dict[str, Any], text: Any, top: dict[str, float] | None, field: str
+) -> ModelResponse:
+    """The response both endpoints' replies become (their first choice's text, finish reason
+    and the usage); a text that is not a string is a reply not in the API's shape."""
+    text = text or ""
     if not isinstance(text, str):
-        raise TypeError(f"text is {type(text).__name__}, not text")
+        raise TypeError(f"{field} is {type(text).__name__}, not text")
     return ModelResponse(
         text=text,
         top_logprobs=top,
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=data["choices"][0].get("finish_reason"),
         usage=_usage(data.get("usage")),
     )
 
