@@ -13,14 +13,7 @@ From Python (a notebook, a script), see cotfaith.notebook:
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = _version("cotfaith")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from cotfaith.notebook import Result, load_run, run
@@ -31,7 +24,15 @@ _API = {"run", "load_run", "Result"}
 
 
 def __getattr__(name: str) -> Any:
-    # the API is imported on first use, so `import cotfaith.<module>` stays light
+    # the API and the version are looked up on first use, so `import cotfaith.<module>` stays
+    # light, and the `cotfaith` command reaches its Ctrl-C handling (in __main__) at once
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("cotfaith")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
     if name in _API:
         from cotfaith import notebook
 

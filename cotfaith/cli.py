@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -131,7 +132,14 @@ STARTED: list[Path] = []
 """Run folders of this process's runs, once started (for what an interruption says)."""
 
 
+def _end_starting() -> None:
+    """From here on, Ctrl-C is a KeyboardInterrupt the run handles (it keeps what it has)."""
+    if getattr(signal.getsignal(signal.SIGINT), "cotfaith_starting", False):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(cfg: DictConfig) -> None:
+    _end_starting()
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     STARTED.append(out_dir)
