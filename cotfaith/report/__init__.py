@@ -23,7 +23,6 @@ import yaml
 from cotfaith.interventions.base import Section, StatSettings, intervention_class
 from cotfaith.metrics import answered, label_runs, summarize
 from cotfaith.records import REFERENCE, read_compact
-from cotfaith.report.figures import plot_length_histogram, plot_letter_mass
 from cotfaith.report.html import render_report
 
 log = logging.getLogger(__name__)
@@ -301,6 +300,10 @@ def write_report(run_dir: Path, settings: ReportSettings | None = None) -> Repor
             for table, frame in part.tables.items():
                 frame.to_csv(run_dir / f"{table}.csv", index=False)
     config_text, config = _load_config(run_dir)
+    # seaborn and pyplot are imported here, not at the top: every `cotfaith` process loads this
+    # package (the sweep callback), and one that fails before its report need not pay for them
+    from cotfaith.report.figures import plot_length_histogram, plot_letter_mass
+
     figures: dict[str, Path | None] = {}
     ok = answered(records)
     ref = ok[ok["intervention"] == REFERENCE]

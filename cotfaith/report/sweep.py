@@ -48,7 +48,6 @@ from cotfaith.metrics import summarize
 from cotfaith.paired import adjust_pvalues, paired_from_tables, statistics
 from cotfaith.records import CallLog, read_compact
 from cotfaith.report import ReportSettings
-from cotfaith.report.figures import _save, plot_aoc_summary
 from cotfaith.report.html import _table_html, render_report
 
 log = logging.getLogger(__name__)
@@ -402,6 +401,8 @@ def _aoc_by_job(table: pd.DataFrame, path: Path) -> Path | None:
     frame = data.assign(model=data["label"].astype(str))
     if frame["method"].nunique() > 1:
         frame["model"] = frame["model"] + " · " + frame["method"].astype(str)
+    from cotfaith.report.figures import plot_aoc_summary  # (drawing only: see write_report)
+
     return plot_aoc_summary(frame, path)
 
 
@@ -414,6 +415,8 @@ def _series(frame: pd.DataFrame) -> pd.Series:
 
 def _scaling(table: pd.DataFrame, sizes: dict[str, float], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
+
+    from cotfaith.report.figures import _save
 
     rows = table[(table["intervention"] == "truncation") & table["job"].isin(sizes)]
     if rows.empty or rows["aoc"].notna().sum() == 0:
@@ -462,6 +465,8 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 def _pareto(table: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
+
+    from cotfaith.report.figures import _save
 
     need = {"aoc", "accuracy_cot"}
     if not need <= set(table.columns):

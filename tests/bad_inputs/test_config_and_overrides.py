@@ -438,20 +438,35 @@ def test_ctrl_c_keeps_records_writes_the_report_and_says_how_to_resume(tmp_path)
 
 
 def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
-    """Ctrl-C while cotfaith imports its libraries or composes the config (the first second or
-    two): one line, exit 130, nothing written."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cotfaith", "hydra.run.dir=out"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    time.sleep(0.3)  # importing takes over a second: well before the run
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "Traceback" not in err
-    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err
-    assert not (tmp_path / "out" / "records.jsonl").exists()
+    """Ctrl-C while cotfaith imports its libraries (0.3 s), composes and checks the config, or
+    instantiates Hydra's callbacks (later; where each moment falls depends on the machine):
+    exit 130 and no traceback every time; one line and nothing written while starting. A
+    KeyboardInterrupt there used to be caught by a library mid-import (Hydra: "Error locating
+    target", exit 1) or marked unhandled by CPython (the process died by SIGINT)."""
+    procs = []
+    for delay in (0.3, 1.0, 1.7, 2.4):
+        folder = tmp_path / str(delay)
+        folder.mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cotfaith", "hydra.run.dir=out"],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        procs.append((delay, folder, proc, time.monotonic()))
+    for delay, _, proc, started in procs:
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        proc.send_signal(signal.SIGINT)
+    starting = 0
+    for delay, folder, proc, _ in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == EXIT_INTERRUPTED, (delay, err)
+        assert "Traceback" not in err, (delay, err)
+        assert "interrupted" in err.strip().splitlines()[-1], (delay, err)
+        if "interrupted while starting" in err:
+            starting += 1
+            assert err.strip().splitlines() == [err.strip()], (delay, err)
+            assert not (folder / "out" / "records.jsonl").exists()
+    assert starting  # (importing alone takes over a second)
