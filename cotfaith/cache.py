@@ -583,6 +583,7 @@ class CachedModel:
         estimate: float | None = None
         cost: float | None = None
         claimed = False
+        stopping = False  # an interruption or a failure is on its way out (see finally)
         try:
             if self.cache.shares_claims:
                 # another process may be computing the same request: wait for it instead
@@ -603,15 +604,20 @@ class CachedModel:
                 self.cache.put(key, self.identity, canonical, response.to_dict(), cost_usd=cost)
             future.set_result(response)
         except asyncio.CancelledError:
+            stopping = True
             future.cancel()
             raise
         except Exception as e:
+            stopping = True
             future.set_exception(e)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
             if claimed:  # after the put: a waiter that then takes the claim finds the response
-                self.cache.release(key)
+                # on the way out of Ctrl-C or a failure, a claim the cache cannot free (the disk
+                # just filled) expires by itself within CLAIM_TTL: the first cause is the story
+                with contextlib.suppress(CacheError) if stopping else contextlib.nullcontext():
+                    self.cache.release(key)
             if estimate is not None:
                 self.budget.settle(estimate, cost)
                 self.spent += cost or 0.0

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cotfaith.cache import SCHEMA_VERSION, CachedModel, CacheMode, RequestCache
+from cotfaith.cache import SCHEMA_VERSION, CachedModel, CacheError, CacheMode, RequestCache
 from cotfaith.models.base import ModelResponse, request_key
 from cotfaith.pricing import Price
 from tests.fakeapi import ServerThread, make_openai_app
@@ -313,3 +313,34 @@ def test_four_processes_on_one_cache_pay_each_request_once(tmp_path):
     assert paid == stored
     records = [(tmp_path / f"run{i}" / "records.jsonl").read_text().count("\n") for i in range(4)]
     assert len(set(records)) == 1
+
+
+def test_a_claim_the_cache_cannot_free_does_not_hide_an_interruption(tmp_path):
+    """Ctrl-C (a cancelled call) while another connection holds the file's write lock: freeing
+    the claim fails, and the interruption still comes out (exit 130), not the cache's error
+    (exit 2); the claim expires by itself."""
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    slow = CountingBackend(latency=5.0)
+
+    async def main():
+        call = asyncio.create_task(CachedModel(slow, cache).generate(req("x")))
+        while slow.calls == 0:  # claimed, and the call is on its way
+            await asyncio.sleep(0.01)
+        assert _claims(path)
+        cache._db.execute("PRAGMA busy_timeout = 50")  # (a locked file fails fast, not in 30 s)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(CacheError):  # the lock is real: a release fails now
+                cache.release("another")
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+    asyncio.run(main())
+    assert _claims(path)  # not freed: it expires
+    cache.close()
