@@ -484,9 +484,11 @@ class RequestCache(ProbeStore):
     def renew(self) -> int:
         """Push the expiry of every claim we hold; returns how many we hold."""
         if self._db is not None and self._claimed:
-            self._db.execute(
-                "UPDATE claims SET expires_at = ? WHERE holder = ?",
-                (time.time() + self.CLAIM_TTL, self.holder),
+            # only those: one we failed to free (the disk was full) is left to expire
+            expires = time.time() + self.CLAIM_TTL
+            self._db.executemany(
+                "UPDATE claims SET expires_at = ? WHERE key = ? AND holder = ?",
+                [(expires, key, self.holder) for key in self._claimed],
             )
         return len(self._claimed)
 
@@ -611,6 +613,10 @@ class CachedModel:
             stopping = True
             future.set_exception(e)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        except BaseException:  # a second Ctrl-C: asyncio raises KeyboardInterrupt itself
+            stopping = True
+            future.cancel()
             raise
         finally:
             if claimed:  # after the put: a waiter that then takes the claim finds the response

@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import os
 import secrets
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from cotfaith import jobs, starting
 from cotfaith.budget import BudgetExceeded
 from cotfaith.config import register_configs
 from cotfaith.errors import ConfigError, CotfaithError
@@ -132,17 +132,12 @@ STARTED: list[Path] = []
 """Run folders of this process's runs, once started (for what an interruption says)."""
 
 
-def _end_starting() -> None:
-    """From here on, Ctrl-C is a KeyboardInterrupt the run handles (it keeps what it has)."""
-    if getattr(signal.getsignal(signal.SIGINT), "cotfaith_starting", False):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def run(cfg: DictConfig) -> None:
-    _end_starting()
+    starting.end()  # Ctrl-C now stops the run, which keeps what it has
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     STARTED.append(out_dir)
+    jobs.clear_failure(out_dir)  # (a folder run again: its last failure is not this one's)
     launch_dir = Path(hc.runtime.cwd)
     try:
         overrides = [str(o) for o in hc.overrides.task]
@@ -378,6 +373,8 @@ def main() -> None:
         # the report after it
         if STARTED:
             said = f"every finished record is kept in {STARTED[-1]}"
+        elif jobs.SWEEPS:  # the parent of a joblib or submitit sweep (its jobs ran elsewhere)
+            said = f"every finished job's records are kept under {jobs.SWEEPS[-1]}"
         else:
             said = "before the run started; nothing was run"
         print(f"cotfaith: interrupted ({said})", file=sys.stderr)
@@ -421,13 +418,14 @@ def _main() -> None:
         print(f"cotfaith: error: {e}", file=sys.stderr)
         sys.exit(2)
     _hydra_main()
-    if FAILED_JOBS:
-        jobs = ", ".join(f"{job}: {code}" for job, code in FAILED_JOBS)
+    failed = jobs.failed()  # the sweep goes on past a failed job, and ends with the worst code
+    if failed:
+        listed = ", ".join(f"{job}: {code}" for job, code in failed)
         print(
-            f"cotfaith: error: {len(FAILED_JOBS)} job(s) of the sweep failed ({jobs})",
+            f"cotfaith: error: {len(failed)} job(s) of the sweep failed ({listed})",
             file=sys.stderr,
         )
-        sys.exit(max(code for _, code in FAILED_JOBS))
+        sys.exit(max(code for _, code in failed))
 
 
 def _undecodable(arg: str) -> bool:
@@ -561,11 +559,6 @@ def check_output_folder(folder: Path, key: str = "hydra.run.dir") -> None:
         ) from None
 
 
-FAILED_JOBS: list[tuple[str, int]] = []
-"""Jobs of this process's multirun that failed: (job, exit code); the sweep goes on and the
-process exits with the worst code at the end."""
-
-
 def _fail(code: int, message: str | None = None) -> None:
     """End a run with `code`; in a multirun, end only this job (the others still run)."""
     from hydra.types import RunMode
@@ -573,9 +566,9 @@ def _fail(code: int, message: str | None = None) -> None:
     if message:
         print(f"cotfaith: error: {message}", file=sys.stderr)
     hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:
+    if hc.mode == RunMode.MULTIRUN and code != EXIT_INTERRUPTED:  # Ctrl-C stops the sweep
         job = f"job {hc.job.num} ({hc.job.override_dirname or 'defaults'})"
-        FAILED_JOBS.append((job, code))
+        jobs.record_failure(Path(hc.runtime.output_dir), job, code, message)
         log.error("%s failed (exit code %d); the sweep goes on", job, code)
         return
     sys.exit(code)

@@ -323,10 +323,13 @@ def test_a_claim_the_cache_cannot_free_does_not_hide_an_interruption(tmp_path):
     cache = RequestCache(path)
     slow = CountingBackend(latency=5.0)
 
+    async def started() -> None:
+        while slow.calls == 0:
+            await asyncio.sleep(0.01)
+
     async def main():
         call = asyncio.create_task(CachedModel(slow, cache).generate(req("x")))
-        while slow.calls == 0:  # claimed, and the call is on its way
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(started(), 10)  # claimed, and the call is on its way
         assert _claims(path)
         cache._db.execute("PRAGMA busy_timeout = 50")  # (a locked file fails fast, not in 30 s)
         blocker = sqlite3.connect(path, isolation_level=None)
@@ -342,5 +345,14 @@ def test_a_claim_the_cache_cannot_free_does_not_hide_an_interruption(tmp_path):
             blocker.close()
 
     asyncio.run(main())
-    assert _claims(path)  # not freed: it expires
+    assert _claims(path)  # not freed: it expires, as it is no longer renewed
+    before = _expiry(path)
+    cache.claim("held")
+    cache.renew()
+    assert _expiry(path) == before
     cache.close()
+
+
+def _expiry(path) -> float:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT expires_at FROM claims WHERE key != 'held'").fetchone()[0]

@@ -128,3 +128,77 @@ def test_submitit_local_sweep_gives_the_basic_launchers_records(basic):
     assert _jobs(sweep) == reference
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
     assert "[job 0][cotfaith]" in logs and "[job 1][cotfaith]" in logs
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        pytest.param("basic", id="basic"),
+        pytest.param("hydra/launcher=parallel", id="joblib", marks=needs_joblib),
+    ],
+)
+def test_failed_jobs_give_the_worst_code_whichever_process_ran_them(tmp_path, launcher):
+    """A job of a joblib sweep runs in another process: its failure still reaches the command's
+    exit code and its one summary line (it exited 0 when every job failed), as with the basic
+    launcher that runs jobs in-process."""
+    proc = run_cli(
+        tmp_path,
+        *SWEEP,
+        "cache.mode=replay",  # an empty cache to replay from: every job fails at its start
+        "cache.path=none-yet.sqlite",
+        "hydra.sweep.dir=sweeps/failing",
+        *([launcher] if launcher != "basic" else []),
+        check=False,
+    )
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("cotfaith: error:")]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "2 job(s) of the sweep failed" in errors[-1], errors
+    assert errors[-1].index("job 0") < errors[-1].index("job 1")
+    markers = sorted((tmp_path / "sweeps" / "failing").glob(f"*/{cli.jobs.JOB_FAILED}"))
+    assert [m.parent.name for m in markers] == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_sweep_stops_the_sweep_not_only_its_job(tmp_path):
+    """Ctrl-C during job 0 of a basic sweep: exit 130 at once, job 1 never starts (it used to
+    run to its end, and the command exited 130 only after it)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cotfaith",
+            "-m",
+            "progress=false",
+            "model.latency=0.05",
+            "task.n_questions=40",
+            "model.faithfulness=0.2,0.9",
+            "hydra.sweep.dir=sweep",
+            "+hydra.callbacks.sweep_report.enabled=false",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    records = tmp_path / "sweep" / "0" / "records.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            records.exists() and records.stat().st_size > 2000
+        ):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert not (tmp_path / "sweep" / "1").exists()

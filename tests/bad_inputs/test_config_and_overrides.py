@@ -444,11 +444,13 @@ def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
     KeyboardInterrupt there used to be caught by a library mid-import (Hydra: "Error locating
     target", exit 1) or marked unhandled by CPython (the process died by SIGINT)."""
     procs = []
+    # a run long enough that every moment falls before its end, on any machine
+    long_run = ["model.latency=0.05", "task.n_questions=40", "progress=false"]
     for delay in (0.3, 1.0, 1.7, 2.4):
         folder = tmp_path / str(delay)
         folder.mkdir()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cotfaith", "hydra.run.dir=out"],
+            [sys.executable, "-m", "cotfaith", *long_run, "hydra.run.dir=out"],
             cwd=folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -456,17 +458,23 @@ def test_ctrl_c_while_starting_is_one_line_and_130(tmp_path):
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         procs.append((delay, folder, proc, time.monotonic()))
-    for delay, _, proc, started in procs:
-        time.sleep(max(0.0, started + delay - time.monotonic()))
-        proc.send_signal(signal.SIGINT)
-    starting = 0
-    for delay, folder, proc, _ in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == EXIT_INTERRUPTED, (delay, err)
-        assert "Traceback" not in err, (delay, err)
-        assert "interrupted" in err.strip().splitlines()[-1], (delay, err)
-        if "interrupted while starting" in err:
-            starting += 1
-            assert err.strip().splitlines() == [err.strip()], (delay, err)
-            assert not (folder / "out" / "records.jsonl").exists()
-    assert starting  # (importing alone takes over a second)
+    try:
+        for delay, _, proc, started in procs:
+            time.sleep(max(0.0, started + delay - time.monotonic()))
+            proc.send_signal(signal.SIGINT)
+        starting = 0
+        for delay, folder, proc, _ in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == EXIT_INTERRUPTED, (delay, err)
+            assert "Traceback" not in err, (delay, err)
+            assert "interrupted" in err.strip().splitlines()[-1], (delay, err)
+            if "interrupted while starting" in err:
+                starting += 1
+                assert err.strip().splitlines() == [err.strip()], (delay, err)
+                assert not (folder / "out" / "records.jsonl").exists()
+        assert starting  # (importing alone takes over a second)
+    finally:
+        for _, _, proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
